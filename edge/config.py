@@ -1,0 +1,272 @@
+"""The configuration schema (config.yaml), its loading and its secrets.
+
+Every section is a pydantic model that forbids unknown keys and describes every field, so a
+typo is an error naming the file and the key path, and `check-config` can print the effective
+configuration. Secrets (MQTT password, TLS key) are never values here: only paths to files or
+systemd credentials, read when they are needed.
+"""
+
+import os
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edge.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/video-analysis/config.yaml")
+Point = Tuple[float, float]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_normalised(points: List[Point]) -> List[Point]:
+    for x, y in points:
+        if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+            raise ValueError(f"point ({x}, {y}) outside 0..1 (geometry is in normalised image coordinates)")
+    return points
+
+
+class LineConfig(Section):
+    id: str = Field(description="Name of the counting line, used in the counts message.")
+    points: List[Point] = Field(
+        description="Two points, normalised 0..1. 'in' is a crossing from the left side to the right side "
+        "looking from the first point to the second."
+    )
+
+    @field_validator("points")
+    @classmethod
+    def _two_points(cls, value: List[Point]) -> List[Point]:
+        if len(value) != 2:
+            raise ValueError("expected 2 points")
+        return _check_normalised(value)
+
+
+class ZoneConfig(Section):
+    id: str = Field(description="Name of the zone, used in the counts message.")
+    polygon: List[Point] = Field(description="At least 3 points, normalised 0..1.")
+
+    @field_validator("polygon")
+    @classmethod
+    def _three_points(cls, value: List[Point]) -> List[Point]:
+        if len(value) < 3:
+            raise ValueError("expected at least 3 points")
+        return _check_normalised(value)
+
+
+class CameraConfig(Section):
+    id: str = Field(description="Camera id, used in MQTT topics; letters, digits, '-' and '_'.", pattern=r"^[A-Za-z0-9_-]+$")
+    source: str = Field(
+        description="A video file path, rtsp:// URL, /dev/videoN (V4L2), csi://N (Jetson CSI camera through "
+        "GStreamer) or a GStreamer pipeline ending in appsink (prefix 'gst:')."
+    )
+    target_fps: float = Field(10.0, gt=0, le=120, description="Frames per second to analyse.")
+    realtime: bool = Field(
+        True, description="For file sources: play at the file's native rate (true) or as fast as possible (false)."
+    )
+    loop: bool = Field(False, description="For file sources: start again at the end.")
+    lines: List[LineConfig] = Field(default_factory=list, description="Counting lines.")
+    zones: List[ZoneConfig] = Field(default_factory=list, description="Occupancy zones.")
+
+
+class DetectorConfig(Section):
+    score_threshold: float = Field(0.4, ge=0, le=1, description="Minimum detection score kept after NMS.")
+    nms_iou: float = Field(0.45, gt=0, le=1, description="IoU above which NMS suppresses the weaker box.")
+    max_batch: int = Field(4, ge=1, le=32, description="Most frames (across cameras) per inference call.")
+    classes: List[str] = Field(["person"], description="Classes to track and count; others are ignored.")
+
+
+class TrackerConfig(Section):
+    high_threshold: float = Field(0.5, ge=0, le=1, description="Score of detections matched in the first stage.")
+    low_threshold: float = Field(0.1, ge=0, le=1, description="Lowest score used in the second stage.")
+    new_track_threshold: float = Field(0.6, ge=0, le=1, description="Score an unmatched detection needs to start a track.")
+    match_iou: float = Field(
+        0.8, gt=0, le=1, description="Largest IoU distance (1 - IoU) accepted for a match in the first stage."
+    )
+    buffer_s: float = Field(1.0, gt=0, description="Seconds a lost track is kept for re-association.")
+    min_hits: int = Field(2, ge=1, description="Matched frames before a track is confirmed (counted).")
+
+
+class CountsConfig(Section):
+    window_s: float = Field(10.0, gt=0, description="Counting window; aligned to wall-clock boundaries.")
+    line_min_distance: float = Field(
+        0.02, ge=0, description="Normalised distance a foot point must move past a line before a crossing counts."
+    )
+
+
+class HeatmapConfig(Section):
+    enabled: bool = Field(True, description="Accumulate and publish the person-seconds heatmap.")
+    window_s: float = Field(60.0, gt=0, description="Heatmap window; aligned to wall-clock boundaries.")
+    grid: Tuple[int, int] = Field((64, 36), description="Heatmap cells [columns, rows] over the whole image.")
+    tile: Tuple[int, int] = Field((16, 12), description="Cells per published tile [columns, rows].")
+
+
+class TlsConfig(Section):
+    ca_file: Path = Field(description="CA certificate (PEM) that signed the broker's certificate.")
+    cert_file: Optional[Path] = Field(None, description="Client certificate (PEM), when the broker requires one.")
+    key_file: Optional[Path] = Field(None, description="Client private key (PEM); keep it readable by the service only.")
+
+
+class HomeAssistantConfig(Section):
+    enabled: bool = Field(True, description="Publish Home Assistant MQTT discovery for the count sensors.")
+    prefix: str = Field("homeassistant", description="Home Assistant discovery prefix.")
+
+
+class SnapshotConfig(Section):
+    enabled: bool = Field(True, description="Publish a retained JPEG reference frame per camera (off for privacy).")
+    interval_min: float = Field(60.0, gt=0, description="Minutes between snapshots.")
+
+
+class MqttConfig(Section):
+    host: str = Field("localhost", description="Broker host name or address.")
+    port: int = Field(1883, ge=1, le=65535, description="Broker port (8883 is usual with TLS).")
+    prefix: str = Field("va", description="Topic prefix.")
+    client_id: Optional[str] = Field(None, description="MQTT client id; defaults to the device id.")
+    username: Optional[str] = Field(None, description="Username, when the broker requires one.")
+    password_file: Optional[Path] = Field(
+        None,
+        description="File holding the password (or a systemd credential name, read from $CREDENTIALS_DIRECTORY).",
+    )
+    tls: Optional[TlsConfig] = Field(None, description="TLS settings; plain TCP when absent.")
+    keepalive_s: int = Field(30, ge=5, description="MQTT keepalive.")
+    acks: bool = Field(
+        True, description="Keep messages until the aggregator acknowledges them (end to end); false = until PUBACK."
+    )
+    max_inflight: int = Field(20, ge=1, le=1000, description="Most unacknowledged publishes at once (paced replay).")
+    telemetry_interval_s: float = Field(10.0, gt=0, description="Seconds between telemetry messages.")
+    snapshot: SnapshotConfig = Field(default_factory=SnapshotConfig, description="Retained reference frames.")
+    homeassistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig, description="HA discovery.")
+
+
+class SpoolConfig(Section):
+    path: Optional[Path] = Field(None, description="SQLite outbox file; defaults to <state_dir>/spool.sqlite.")
+    max_mb: float = Field(64.0, gt=0, description="Most megabytes of undelivered messages kept.")
+    full_policy: str = Field(
+        "drop_oldest", pattern="^(drop_oldest|reject_new)$", description="What to do when full: drop_oldest or reject_new."
+    )
+
+
+class TierConfig(Section):
+    model: str = Field(description="Model name from models/manifest.json.")
+    precision: str = Field("int8", pattern="^(fp32|fp16|int8)$", description="fp32, fp16 or int8.")
+    engine: str = Field("onnxruntime", pattern="^(onnxruntime|tensorrt)$", description="onnxruntime or tensorrt.")
+    input: int = Field(300, ge=32, le=1280, description="Square input size in pixels.")
+    frame_skip: int = Field(1, ge=1, le=30, description="Analyse one frame in this many.")
+    dla: bool = Field(False, description="TensorRT on a DLA core (Xavier/Orin), with GPU fallback.")
+
+
+def _default_tiers() -> Dict[str, List[TierConfig]]:
+    ssd = "ssdlite-mobilenetv2-pedestrian"
+    cpu = [
+        TierConfig(model=ssd, precision="int8", engine="onnxruntime", input=300, frame_skip=1),
+        TierConfig(model=ssd, precision="int8", engine="onnxruntime", input=300, frame_skip=2),
+        TierConfig(model=ssd, precision="int8", engine="onnxruntime", input=256, frame_skip=2),
+        TierConfig(model=ssd, precision="int8", engine="onnxruntime", input=192, frame_skip=3),
+    ]
+    return {"x86-cpu": cpu, "arm-cpu": cpu, "rpi-4": cpu[1:], "rpi-5": cpu}
+
+
+class PolicyConfig(Section):
+    margin: float = Field(0.1, ge=0, lt=1, description="Step down when FPS stays under target x (1 - margin).")
+    headroom: float = Field(1.2, ge=1, description="Step up when the better tier is predicted to hold target x headroom.")
+    window_s: float = Field(5.0, gt=0, description="Window over which FPS is measured.")
+    down_after_s: float = Field(3.0, ge=0, description="Seconds under target before stepping down.")
+    up_after_s: float = Field(20.0, ge=0, description="Seconds of predicted headroom before stepping up.")
+    backoff_max_s: float = Field(600.0, gt=0, description="Longest back-off after failed step-ups.")
+    temperature_c: float = Field(85.0, gt=0, description="SoC temperature that forces a step down.")
+    memory_percent: float = Field(90.0, gt=0, le=100, description="Memory use that forces a step down.")
+    tiers: Dict[str, List[TierConfig]] = Field(
+        default_factory=_default_tiers, description="Per platform class, the tiers best quality first."
+    )
+
+
+class Config(Section):
+    device_id: str = Field("edge-01", pattern=r"^[A-Za-z0-9_-]+$", description="Device id, used in MQTT topics.")
+    state_dir: Path = Field(
+        Path("/var/lib/video-analysis"), description="Spool, seq counter, engine cache and tier measurements."
+    )
+    models_dir: Optional[Path] = Field(None, description="Model files and manifest; defaults to the shipped models/.")
+    log_level: str = Field("info", pattern="^(debug|info|warning|error)$", description="Log level.")
+    cameras: List[CameraConfig] = Field(default_factory=list, description="The cameras to analyse.")
+    detector: DetectorConfig = Field(default_factory=DetectorConfig, description="Detection settings.")
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig, description="ByteTrack settings.")
+    counts: CountsConfig = Field(default_factory=CountsConfig, description="Counting windows and lines.")
+    heatmap: HeatmapConfig = Field(default_factory=HeatmapConfig, description="Heatmap windows and grid.")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Broker connection and publishing.")
+    spool: SpoolConfig = Field(default_factory=SpoolConfig, description="Durable outbox.")
+    policy: PolicyConfig = Field(default_factory=PolicyConfig, description="Adaptive tier policy.")
+
+    @model_validator(mode="after")
+    def _unique_camera_ids(self) -> "Config":
+        seen = set()
+        for camera in self.cameras:
+            if camera.id in seen:
+                raise ValueError(f"duplicate camera id {camera.id!r}")
+            seen.add(camera.id)
+        return self
+
+    @property
+    def spool_path(self) -> Path:
+        return self.spool.path or self.state_dir / "spool.sqlite"
+
+
+def _format_location(loc: Tuple[Union[int, str], ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += ("." if text else "") + str(part)
+    return text or "(top level)"
+
+
+def parse_config(raw: object, source: str = "config") -> Config:
+    """Validate a parsed YAML document; errors become one ConfigError line naming the key path."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        # Drop pydantic's union/function-branch tags from the path, keep the user's keys.
+        loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and "[" in p))
+        message = first["msg"]
+        if first["type"] == "extra_forbidden":
+            message = "unknown key"
+        message = message.replace("Value error, ", "")
+        more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(f"{source}: {_format_location(loc)}: {message}{more}") from None
+
+
+def load_config(path: Path) -> Config:
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: invalid YAML{where}") from None
+    return parse_config(raw, str(path))
+
+
+def read_secret(path_or_credential: Path) -> str:
+    """Read a secret from a file, or from a systemd credential of that name
+    ($CREDENTIALS_DIRECTORY/<name>, LoadCredential=) when the name has no directory part."""
+    path = Path(path_or_credential)
+    credentials_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+    if credentials_dir and path.parent == Path(".") and (Path(credentials_dir) / path).is_file():
+        path = Path(credentials_dir) / path
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read secret ({exc.strerror})") from None
