@@ -183,6 +183,28 @@ class PolicyConfig(Section):
     )
 
 
+class CalibrationConfig(Section):
+    dir: Optional[Path] = Field(
+        None,
+        description="Where calibration sets live (<dir>/<name>/); defaults to the checkout's "
+        "calibration/ when it exists, else <state_dir>/calibration.",
+    )
+    set_name: Optional[str] = Field(
+        None, description="Calibration set for INT8; defaults to the newest set, else the built-in scenes."
+    )
+    frames: int = Field(200, ge=8, le=5000, description="Frames `calibrate` collects.")
+    collect_s: float = Field(120.0, gt=0, description="Most seconds `calibrate` samples live cameras.")
+    holdout_fraction: float = Field(
+        0.2, gt=0, lt=1, description="Part of the set kept out of calibration to check INT8 against FP32."
+    )
+    agreement_floor: float = Field(
+        0.95, ge=0, le=1, description="Least mAP@0.5 of INT8 against FP32 detections before INT8 is used."
+    )
+    max_recall_drop: float = Field(
+        0.05, ge=0, le=1, description="Most recall INT8 may lose against FP32 on labelled frames."
+    )
+
+
 class Config(Section):
     device_id: str = Field("edge-01", pattern=r"^[A-Za-z0-9_-]+$", description="Device id, used in MQTT topics.")
     state_dir: Path = Field(
@@ -198,6 +220,9 @@ class Config(Section):
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Broker connection and publishing.")
     spool: SpoolConfig = Field(default_factory=SpoolConfig, description="Durable outbox.")
     policy: PolicyConfig = Field(default_factory=PolicyConfig, description="Adaptive tier policy.")
+    calibration: CalibrationConfig = Field(
+        default_factory=CalibrationConfig, description="INT8 calibration and its accuracy guard."
+    )
 
     @model_validator(mode="after")
     def _unique_camera_ids(self) -> "Config":
