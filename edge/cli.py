@@ -112,7 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     detect = with_config(sub.add_parser("detect", help="one-shot detection on an image or a video"))
     detect.add_argument("path", help="image or video file")
     detect.add_argument("--json", action="store_true", help="one JSON object per frame")
-    detect.add_argument("--tier", type=int, default=None, help="policy tier index to use (default: best runnable)")
+    detect.add_argument(
+        "--tier", type=int, default=None, help="policy tier index to use (default: best runnable)"
+    )
 
     probe = with_config(sub.add_parser("probe", help="the hardware profile and the tiers it selects"))
     probe.add_argument("--json", action="store_true", help="machine-readable output")
@@ -123,12 +125,20 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--plot", help="write a PNG plot")
     bench.add_argument("--seconds", type=float, default=10.0, help="seconds per measurement (%(default)s)")
 
-    calibrate = with_config(sub.add_parser("calibrate", help="collect calibration frames and quantise to INT8"))
-    calibrate.add_argument("--from", dest="source", help="folder of images or a video (default: cameras/synthetic)")
-    calibrate.add_argument("--name", default=None, help="calibration set name (default: derived from the source)")
+    calibrate = with_config(
+        sub.add_parser("calibrate", help="collect calibration frames and quantise to INT8")
+    )
+    calibrate.add_argument(
+        "--from", dest="source", help="folder of images or a video (default: cameras/synthetic)"
+    )
+    calibrate.add_argument(
+        "--name", default=None, help="calibration set name (default: derived from the source)"
+    )
     calibrate.add_argument("--frames", type=int, default=200, help="frames to collect (%(default)s)")
 
-    build = with_config(sub.add_parser("build-engine", help="build and cache the engines of the runnable tiers"))
+    build = with_config(
+        sub.add_parser("build-engine", help="build and cache the engines of the runnable tiers")
+    )
     build.add_argument("--all", action="store_true", help="every tier, not only the best runnable one")
     return parser
 
@@ -152,7 +162,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     except Exception as exc:  # anything unexpected: one line unless --debug
         if args.debug:
             raise
-        print(f"video-analysis: unexpected error: {type(exc).__name__}: {exc} (rerun with --debug)", file=sys.stderr)
+        print(
+            f"video-analysis: unexpected error: {type(exc).__name__}: {exc} (rerun with --debug)",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -58,14 +58,18 @@ class ZoneConfig(Section):
 
 
 class CameraConfig(Section):
-    id: str = Field(description="Camera id, used in MQTT topics; letters, digits, '-' and '_'.", pattern=r"^[A-Za-z0-9_-]+$")
+    id: str = Field(
+        description="Camera id, used in MQTT topics; letters, digits, '-' and '_'.",
+        pattern=r"^[A-Za-z0-9_-]+$",
+    )
     source: str = Field(
         description="A video file path, rtsp:// URL, /dev/videoN (V4L2), csi://N (Jetson CSI camera through "
         "GStreamer) or a GStreamer pipeline ending in appsink (prefix 'gst:')."
     )
     target_fps: float = Field(10.0, gt=0, le=120, description="Frames per second to analyse.")
     realtime: bool = Field(
-        True, description="For file sources: play at the file's native rate (true) or as fast as possible (false)."
+        True,
+        description="For file sources: play at the file's native rate (true) or as fast as possible (false).",
     )
     loop: bool = Field(False, description="For file sources: start again at the end.")
     lines: List[LineConfig] = Field(default_factory=list, description="Counting lines.")
@@ -80,9 +84,13 @@ class DetectorConfig(Section):
 
 
 class TrackerConfig(Section):
-    high_threshold: float = Field(0.5, ge=0, le=1, description="Score of detections matched in the first stage.")
+    high_threshold: float = Field(
+        0.5, ge=0, le=1, description="Score of detections matched in the first stage."
+    )
     low_threshold: float = Field(0.1, ge=0, le=1, description="Lowest score used in the second stage.")
-    new_track_threshold: float = Field(0.6, ge=0, le=1, description="Score an unmatched detection needs to start a track.")
+    new_track_threshold: float = Field(
+        0.6, ge=0, le=1, description="Score an unmatched detection needs to start a track."
+    )
     match_iou: float = Field(
         0.8, gt=0, le=1, description="Largest IoU distance (1 - IoU) accepted for a match in the first stage."
     )
@@ -93,7 +101,9 @@ class TrackerConfig(Section):
 class CountsConfig(Section):
     window_s: float = Field(10.0, gt=0, description="Counting window; aligned to wall-clock boundaries.")
     line_min_distance: float = Field(
-        0.02, ge=0, description="Normalised distance a foot point must move past a line before a crossing counts."
+        0.02,
+        ge=0,
+        description="Normalised distance a foot point must move past a line before a crossing counts.",
     )
 
 
@@ -106,8 +116,12 @@ class HeatmapConfig(Section):
 
 class TlsConfig(Section):
     ca_file: Path = Field(description="CA certificate (PEM) that signed the broker's certificate.")
-    cert_file: Optional[Path] = Field(None, description="Client certificate (PEM), when the broker requires one.")
-    key_file: Optional[Path] = Field(None, description="Client private key (PEM); keep it readable by the service only.")
+    cert_file: Optional[Path] = Field(
+        None, description="Client certificate (PEM), when the broker requires one."
+    )
+    key_file: Optional[Path] = Field(
+        None, description="Client private key (PEM); keep it readable by the service only."
+    )
 
 
 class HomeAssistantConfig(Section):
@@ -116,7 +130,9 @@ class HomeAssistantConfig(Section):
 
 
 class SnapshotConfig(Section):
-    enabled: bool = Field(True, description="Publish a retained JPEG reference frame per camera (off for privacy).")
+    enabled: bool = Field(
+        True, description="Publish a retained JPEG reference frame per camera (off for privacy)."
+    )
     interval_min: float = Field(60.0, gt=0, description="Minutes between snapshots.")
 
 
@@ -128,59 +144,152 @@ class MqttConfig(Section):
     username: Optional[str] = Field(None, description="Username, when the broker requires one.")
     password_file: Optional[Path] = Field(
         None,
-        description="File holding the password (or a systemd credential name, read from $CREDENTIALS_DIRECTORY).",
+        description="Password file, or a systemd credential name (read from $CREDENTIALS_DIRECTORY).",
     )
     tls: Optional[TlsConfig] = Field(None, description="TLS settings; plain TCP when absent.")
     keepalive_s: int = Field(30, ge=5, description="MQTT keepalive.")
     acks: bool = Field(
-        True, description="Keep messages until the aggregator acknowledges them (end to end); false = until PUBACK."
+        True,
+        description="Keep each message until the aggregator acknowledges them; false: until PUBACK.",
     )
-    max_inflight: int = Field(20, ge=1, le=1000, description="Most unacknowledged publishes at once (paced replay).")
+    max_inflight: int = Field(
+        20, ge=1, le=1000, description="Most unacknowledged publishes at once (paced replay)."
+    )
     telemetry_interval_s: float = Field(10.0, gt=0, description="Seconds between telemetry messages.")
     snapshot: SnapshotConfig = Field(default_factory=SnapshotConfig, description="Retained reference frames.")
-    homeassistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig, description="HA discovery.")
+    homeassistant: HomeAssistantConfig = Field(
+        default_factory=HomeAssistantConfig, description="HA discovery."
+    )
 
 
 class SpoolConfig(Section):
-    path: Optional[Path] = Field(None, description="SQLite outbox file; defaults to <state_dir>/spool.sqlite.")
+    path: Optional[Path] = Field(
+        None, description="SQLite outbox file; defaults to <state_dir>/spool.sqlite."
+    )
     max_mb: float = Field(64.0, gt=0, description="Most megabytes of undelivered messages kept.")
     full_policy: str = Field(
-        "drop_oldest", pattern="^(drop_oldest|reject_new)$", description="What to do when full: drop_oldest or reject_new."
+        "drop_oldest",
+        pattern="^(drop_oldest|reject_new)$",
+        description="What to do when full: drop_oldest or reject_new.",
     )
 
 
 class TierConfig(Section):
     model: str = Field(description="Model name from models/manifest.json.")
     precision: str = Field("int8", pattern="^(fp32|fp16|int8)$", description="fp32, fp16 or int8.")
-    engine: str = Field("onnxruntime", pattern="^(onnxruntime|tensorrt)$", description="onnxruntime or tensorrt.")
+    engine: str = Field(
+        "onnxruntime", pattern="^(onnxruntime|tensorrt)$", description="onnxruntime or tensorrt."
+    )
     input: int = Field(300, ge=32, le=1280, description="Square input size in pixels.")
     frame_skip: int = Field(1, ge=1, le=30, description="Analyse one frame in this many.")
     dla: bool = Field(False, description="TensorRT on a DLA core (Xavier/Orin), with GPU fallback.")
 
 
+PLATFORM_CLASSES = (
+    "jetson-nano",
+    "jetson-tx2",
+    "jetson-xavier-nx",
+    "jetson-agx-xavier",
+    "jetson-orin-nano",
+    "jetson-orin-nx",
+    "jetson-agx-orin",
+    "rpi-4",
+    "rpi-5",
+    "x86-nvidia",
+    "x86-cpu",
+    "arm-cpu",
+)
+
+
 def _default_tiers() -> Dict[str, List[TierConfig]]:
+    """Per platform class, best quality first. GPU classes start with YOLO on TensorRT (dropped,
+    with a logged reason, when the model was not exported or TensorRT is missing) and end with
+    the SSD model on ONNX Runtime, so every device has something it can run."""
     ssd = "ssdlite-mobilenetv2-pedestrian"
-    cpu = [
-        TierConfig(model=ssd, precision="int8", engine="onnxruntime", input=300, frame_skip=1),
-        TierConfig(model=ssd, precision="int8", engine="onnxruntime", input=300, frame_skip=2),
-        TierConfig(model=ssd, precision="int8", engine="onnxruntime", input=256, frame_skip=2),
-        TierConfig(model=ssd, precision="int8", engine="onnxruntime", input=192, frame_skip=3),
+
+    def trt(model: str, size: int, skip: int = 1, precision: str = "int8") -> TierConfig:
+        return TierConfig(model=model, precision=precision, engine="tensorrt", input=size, frame_skip=skip)
+
+    def ort(size: int, skip: int) -> TierConfig:
+        return TierConfig(model=ssd, precision="int8", engine="onnxruntime", input=size, frame_skip=skip)
+
+    cpu = [ort(300, 1), ort(300, 2), ort(256, 2), ort(192, 3)]
+    cpu_fallback = [ort(300, 2), ort(256, 3), ort(192, 4)]
+    # Maxwell (Nano) and Pascal (TX2) GPUs have no fast INT8 path: FP16 there.
+    maxwell_pascal = [
+        trt("yolov8n", 416, 1, "fp16"),
+        trt("yolov8n", 320, 2, "fp16"),
+        trt(ssd, 300, 1, "fp16"),
+        trt(ssd, 300, 2, "fp16"),
+        *cpu_fallback,
     ]
-    return {"x86-cpu": cpu, "arm-cpu": cpu, "rpi-4": cpu[1:], "rpi-5": cpu}
+    xavier = [
+        trt("yolov8s", 640),
+        trt("yolov8n", 640),
+        trt("yolov8n", 416),
+        trt("yolov8n", 416, 2),
+        *cpu_fallback,
+    ]
+    orin = [
+        trt("yolov8s", 640),
+        trt("yolov8s", 416),
+        trt("yolov8n", 416),
+        trt("yolov8n", 416, 2),
+        *cpu_fallback,
+    ]
+    return {
+        "jetson-nano": maxwell_pascal,
+        "jetson-tx2": maxwell_pascal,
+        "jetson-xavier-nx": xavier,
+        "jetson-agx-xavier": xavier,
+        "jetson-orin-nano": [trt("yolov8n", 640), *orin[2:]],
+        "jetson-orin-nx": orin,
+        "jetson-agx-orin": orin,
+        "rpi-4": [ort(300, 2), ort(256, 2), ort(256, 3), ort(192, 4)],
+        "rpi-5": cpu,
+        "x86-nvidia": [trt("yolov8s", 640), trt("yolov8n", 640), trt("yolov8n", 416), *cpu],
+        "x86-cpu": cpu,
+        "arm-cpu": cpu,
+    }
 
 
 class PolicyConfig(Section):
-    margin: float = Field(0.1, ge=0, lt=1, description="Step down when FPS stays under target x (1 - margin).")
-    headroom: float = Field(1.2, ge=1, description="Step up when the better tier is predicted to hold target x headroom.")
-    window_s: float = Field(5.0, gt=0, description="Window over which FPS is measured.")
-    down_after_s: float = Field(3.0, ge=0, description="Seconds under target before stepping down.")
+    margin: float = Field(
+        0.1, ge=0, lt=1, description="Step down when FPS stays under target x (1 - margin)."
+    )
+    headroom: float = Field(
+        1.2, ge=1, description="Step up when the better tier is predicted to hold target x headroom."
+    )
+    window_s: float = Field(3.0, gt=0, description="Window over which FPS is measured.")
+    down_after_s: float = Field(2.0, ge=0, description="Seconds under target before stepping down.")
     up_after_s: float = Field(20.0, ge=0, description="Seconds of predicted headroom before stepping up.")
+    up_grace_s: float = Field(
+        30.0,
+        ge=0,
+        description="A step down this soon after a step up marks the step up as failed (back-off).",
+    )
     backoff_max_s: float = Field(600.0, gt=0, description="Longest back-off after failed step-ups.")
     temperature_c: float = Field(85.0, gt=0, description="SoC temperature that forces a step down.")
     memory_percent: float = Field(90.0, gt=0, le=100, description="Memory use that forces a step down.")
+    measure_s: float = Field(
+        2.0, gt=0, description="Seconds each runnable tier is measured at start (cached)."
+    )
     tiers: Dict[str, List[TierConfig]] = Field(
         default_factory=_default_tiers, description="Per platform class, the tiers best quality first."
     )
+
+    @field_validator("tiers")
+    @classmethod
+    def _known_classes(cls, value: Dict[str, List[TierConfig]]) -> Dict[str, List[TierConfig]]:
+        for name, tiers in value.items():
+            if name not in PLATFORM_CLASSES:
+                raise ValueError(f"unknown platform class {name!r} (known: {', '.join(PLATFORM_CLASSES)})")
+            if not tiers:
+                raise ValueError(f"{name}: expected at least one tier")
+            for tier in tiers:
+                if tier.dla and tier.engine != "tensorrt":
+                    raise ValueError(f"{name}: dla needs engine tensorrt")
+        return value
 
 
 class CalibrationConfig(Section):
@@ -206,11 +315,15 @@ class CalibrationConfig(Section):
 
 
 class Config(Section):
-    device_id: str = Field("edge-01", pattern=r"^[A-Za-z0-9_-]+$", description="Device id, used in MQTT topics.")
+    device_id: str = Field(
+        "edge-01", pattern=r"^[A-Za-z0-9_-]+$", description="Device id, used in MQTT topics."
+    )
     state_dir: Path = Field(
         Path("/var/lib/video-analysis"), description="Spool, seq counter, engine cache and tier measurements."
     )
-    models_dir: Optional[Path] = Field(None, description="Model files and manifest; defaults to the shipped models/.")
+    models_dir: Optional[Path] = Field(
+        None, description="Model files and manifest; defaults to the shipped models/."
+    )
     log_level: str = Field("info", pattern="^(debug|info|warning|error)$", description="Log level.")
     cameras: List[CameraConfig] = Field(default_factory=list, description="The cameras to analyse.")
     detector: DetectorConfig = Field(default_factory=DetectorConfig, description="Detection settings.")

@@ -65,11 +65,14 @@ def load_manifest(models_dir: Path = DEFAULT_MODELS_DIR) -> Dict[str, ModelSpec]
     except FileNotFoundError:
         raise ModelError(f"{manifest_path}: model manifest missing") from None
     except json.JSONDecodeError as exc:
-        raise ModelError(f"{manifest_path}: model manifest corrupt ({exc.msg} at line {exc.lineno})") from None
+        raise ModelError(
+            f"{manifest_path}: model manifest corrupt ({exc.msg} at line {exc.lineno})"
+        ) from None
     specs = {}
     for name, entry in raw.get("models", {}).items():
         files = {
-            role: ModelFile(models_dir / item["path"], item["sha256"]) for role, item in entry["files"].items()
+            role: ModelFile(models_dir / item["path"], item["sha256"])
+            for role, item in entry["files"].items()
         }
         specs[name] = ModelSpec(
             name=name,
