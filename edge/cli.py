@@ -36,7 +36,10 @@ def _load(args: argparse.Namespace) -> Config:
 def cmd_check_config(args: argparse.Namespace) -> int:
     import yaml
 
+    from edge.tiers import load_manifest_or_empty, validate_tiers
+
     config = _load(args)
+    validate_tiers(config, load_manifest_or_empty(config.models_dir), source=args.config)
     print(yaml.safe_dump(json.loads(config.model_dump_json()), sort_keys=False), end="")
     print(f"# {args.config}: OK", file=sys.stderr)
     return 0

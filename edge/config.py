@@ -96,6 +96,12 @@ class TrackerConfig(Section):
     )
     buffer_s: float = Field(1.0, gt=0, description="Seconds a lost track is kept for re-association.")
     min_hits: int = Field(2, ge=1, description="Matched frames before a track is confirmed (counted).")
+    coast_s: float = Field(
+        0.2,
+        ge=0,
+        description="Seconds a confirmed track that missed its detection is still reported (on its predicted box), "
+        "so a single missed detection does not drop it from occupancy and the heatmap.",
+    )
 
 
 class CountsConfig(Section):
@@ -155,6 +161,9 @@ class MqttConfig(Section):
     max_inflight: int = Field(
         20, ge=1, le=1000, description="Most unacknowledged publishes at once (paced replay)."
     )
+    ack_timeout_s: float = Field(
+        30.0, gt=0, description="Seconds without an acknowledgement before sending unacknowledged messages again."
+    )
     telemetry_interval_s: float = Field(10.0, gt=0, description="Seconds between telemetry messages.")
     snapshot: SnapshotConfig = Field(default_factory=SnapshotConfig, description="Retained reference frames.")
     homeassistant: HomeAssistantConfig = Field(
@@ -208,10 +217,10 @@ def _default_tiers() -> Dict[str, List[TierConfig]]:
     ssd = "ssdlite-mobilenetv2-pedestrian"
 
     def trt(model: str, size: int, skip: int = 1, precision: str = "int8") -> TierConfig:
-        return TierConfig(model=model, precision=precision, engine="tensorrt", input=size, frame_skip=skip)
+        return TierConfig(model=model, precision=precision, engine="tensorrt", input=size, frame_skip=skip, dla=False)
 
     def ort(size: int, skip: int) -> TierConfig:
-        return TierConfig(model=ssd, precision="int8", engine="onnxruntime", input=size, frame_skip=skip)
+        return TierConfig(model=ssd, precision="int8", engine="onnxruntime", input=size, frame_skip=skip, dla=False)
 
     cpu = [ort(300, 1), ort(300, 2), ort(256, 2), ort(192, 3)]
     cpu_fallback = [ort(300, 2), ort(256, 3), ort(192, 4)]
