@@ -22,9 +22,10 @@ Rules (PolicyConfig):
 - down: effective FPS under target x (1 - margin) for `down_after_s` → the best worse tier
   predicted (at the current load) to hold the target, so one step covers a large load change;
 - up: the next better tier predicted to hold target x headroom for `up_after_s` → one step up;
-- a step down within `up_grace_s` of a step up marks that step up as failed: that tier is not
-  tried again for a back-off that starts at 2 x up_after_s and doubles per failure up to
-  `backoff_max_s`; a step up that holds for `up_grace_s` clears its back-off;
+- a step down within `up_grace_s` of a step up marks that step up as failed: the controller
+  returns to the tier it came from, and the failed tier is not tried again for a back-off that
+  starts at 2 x up_after_s and doubles per failure up to `backoff_max_s`; a step up that holds
+  for `up_grace_s` clears its back-off;
 - temperature at or over `temperature_c`, or memory use at or over `memory_percent`, steps down
   one tier (again every `down_after_s` while it lasts) and blocks step-ups until it is 5 °C / 5
   points under its threshold.
@@ -251,20 +252,25 @@ class AdaptiveController:
             if self._effective_capacity(level, observed_load) >= self.target_fps:
                 target_level = level
                 break
-        self._note_failed_step_up(now)
+        if self._note_failed_step_up(now):
+            # The tier stepped up to was mispredicted, so the load factor measured on it is
+            # wrong too: go back to the tier that was holding the target.
+            target_level = self.level + 1
         reason = (
             f"{effective:.1f} fps < {threshold:.1f} for {under_for:.1f} s (load factor {observed_load:.2f})"
         )
         return self._change(now, target_level, "down", reason)
 
-    def _note_failed_step_up(self, now: float) -> None:
+    def _note_failed_step_up(self, now: float) -> bool:
+        """Back off step-ups to the current tier when it fails within the grace period."""
         if self._last_up is None or now - self._last_up.time >= self.config.up_grace_s:
-            return
+            return False
         level = self._last_up.level
         backoff = min(self.config.backoff_max_s, max(2 * self.config.up_after_s, 2 * self.backoff_s(level)))
         self._backoff_s[level] = backoff
         self._blocked_until[level] = now + backoff
         self._last_up = None
+        return True
 
     def _step_up_if_headroom(
         self,
