@@ -63,7 +63,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from edge.daemon import run_daemon
 
-    return run_daemon(_load(args))
+    return run_daemon(_load(args), Path(args.config))
 
 
 @command("probe")

@@ -45,11 +45,18 @@ class StageTimer:
 
     def __init__(self, size: int = 512) -> None:
         self._samples: Dict[str, Deque[float]] = {stage: deque(maxlen=size) for stage in STAGES}
+        self._totals: Dict[str, float] = {stage: 0.0 for stage in STAGES}
         self._lock = threading.Lock()
 
     def add(self, stage: str, seconds: float) -> None:
         with self._lock:
             self._samples[stage].append(seconds)
+            self._totals[stage] += seconds
+
+    def total_s(self, stage: str) -> float:
+        """Seconds spent in a stage since the start (the controller's busy time)."""
+        with self._lock:
+            return self._totals[stage]
 
     def percentiles_ms(self, qs: Sequence[float] = (50, 90, 99)) -> Dict[str, Dict[str, float]]:
         with self._lock:

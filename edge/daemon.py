@@ -1,0 +1,293 @@
+"""Service lifecycle: build the appliance from the config, run it, tell systemd how it is.
+
+`Appliance` wires the parts (probe → tiers → controller → detector → sources → pipeline →
+analytics → spool → publisher); `run_daemon` runs it under systemd: READY once the pipeline
+runs, WATCHDOG pings from the main loop (a hung pipeline stops them and systemd restarts us),
+STOPPING on SIGTERM, and SIGHUP reloads the configuration (the appliance is rebuilt; the spool
+and its seq counter survive, so nothing accepted is lost).
+
+sd_notify is a datagram on $NOTIFY_SOCKET: written here in a few lines rather than adding
+python-systemd, which needs libsystemd headers to build on a device.
+"""
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import cv2
+
+from edge import __version__
+from edge.analysis import CameraAnalysis, WindowSink
+from edge.config import Config, load_config
+from edge.engines import Detector, EngineOptions, create_detector
+from edge.errors import ConfigError, VideoAnalysisError
+from edge.hardware import HardwareProfile, probe, read_memory_percent, read_temperature_c
+from edge.messages import new_boot_id
+from edge.models import DEFAULT_MODELS_DIR, load_manifest
+from edge.pipeline import Pipeline
+from edge.policy import AdaptiveController, TierChange
+from edge.publisher import Publisher
+from edge.sources import SourceReader
+from edge.spool import Spool
+from edge.tiers import MeasurementCache, Tier, default_cache_path, predict_capacities, select_tiers
+
+log = logging.getLogger(__name__)
+
+
+def sd_notify(message: str) -> bool:
+    """Send a notification to systemd; False when not running under systemd."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.connect(address)
+        sock.sendall(message.encode())
+    return True
+
+
+def load_tier_detector(config: Config, tier: Tier, max_batch: int) -> Detector:
+    """The detector of one tier; INT8 goes through the accuracy guard when it is available."""
+    models_dir = config.models_dir or DEFAULT_MODELS_DIR
+    model = load_manifest(models_dir)[tier.model]
+    options = EngineOptions(
+        precision=tier.precision,
+        input_size=(tier.input, tier.input),
+        max_batch=max_batch,
+        score_threshold=min(config.detector.score_threshold, config.tracker.low_threshold),
+        nms_iou=config.detector.nms_iou,
+        dla_core=0 if tier.dla else -1,
+        cache_dir=str(config.state_dir / "cache"),
+    )
+    return create_detector(tier.engine, model, options)
+
+
+def measure_tier(config: Config, tier: Tier, frames: int = 20) -> float:
+    """Processed frames per second of one tier on this device (single stream, batch 1)."""
+    import numpy as np
+
+    detector = load_tier_detector(config, tier, max_batch=1)
+    try:
+        image = np.random.default_rng(0).integers(0, 255, (360, 640, 3), dtype=np.uint8)
+        detector.postprocess(detector.infer(detector.preprocess([image])), detector.preprocess([image]))
+        started = time.perf_counter()
+        for _ in range(frames):
+            batch = detector.preprocess([image])
+            detector.postprocess(detector.infer(batch), batch)
+        return frames / (time.perf_counter() - started)
+    finally:
+        detector.close()
+
+
+@dataclass
+class TierEvent:
+    change: TierChange
+    fps: float
+
+
+class Appliance:
+    """Everything the daemon runs, built from one configuration."""
+
+    def __init__(
+        self,
+        config: Config,
+        sink: Optional[WindowSink] = None,
+        clock: Callable[[], float] = time.time,
+        profile: Optional[HardwareProfile] = None,
+        publish: bool = True,
+        on_tier_change: Optional[Callable[[TierChange], None]] = None,
+    ) -> None:
+        if not config.cameras:
+            raise ConfigError("config: cameras: at least one camera is needed to run")
+        self.config = config
+        self.clock = clock
+        self.boot_id = new_boot_id()
+        self.profile = profile or probe()
+        manifest = load_manifest(config.models_dir or DEFAULT_MODELS_DIR)
+        self.selection = select_tiers(config.policy, self.profile, manifest)
+        for dropped in self.selection.dropped:
+            log.info("tier %s dropped: %s", dropped.name, dropped.reason)
+        if not self.selection.runnable:
+            raise ConfigError(f"policy.tiers: no tier of {self.selection.platform} can run on this device")
+        capacities = predict_capacities(
+            self.selection.runnable,
+            lambda tier: measure_tier(config, tier),
+            MeasurementCache(default_cache_path(config)),
+            self.profile.fingerprint(),
+        )
+        target = sum(camera.target_fps for camera in config.cameras)
+        self.controller = AdaptiveController(
+            self.selection.runnable, capacities, target, config.policy, clock
+        )
+        self.tier_history: List[TierEvent] = [TierEvent(self.controller.start_change, 0.0)]
+        self._on_tier_change = on_tier_change
+        log.info("%s", self.controller.start_change)
+        if on_tier_change is not None:
+            on_tier_change(self.controller.start_change)
+        self.publisher: Optional[Publisher] = None
+        self.spool: Optional[Spool] = None
+        if publish:
+            self.spool = Spool.from_config(config)
+            self.publisher = Publisher(
+                config, self.spool, self.boot_id, clock, telemetry_source=self.telemetry
+            )
+        sinks = [s for s in (sink, self._publish_window if self.publisher else None) if s is not None]
+        self.analyses: Dict[str, CameraAnalysis] = {}
+        cameras = []
+        for camera in config.cameras:
+            analysis = CameraAnalysis(config, camera, sinks, status=self._window_status)
+            self.analyses[camera.id] = analysis
+            reader = SourceReader(
+                camera.id, camera.source, realtime=camera.realtime, loop=camera.loop, clock=clock
+            )
+            cameras.append((camera, reader, analysis))
+        self.max_batch = min(config.detector.max_batch, len(config.cameras))
+        detector = load_tier_detector(config, self.controller.tier, self.max_batch)
+        self.pipeline = Pipeline(
+            cameras, detector, self.controller.tier.frame_skip, clock, config.policy.window_s
+        )
+        self._detector_busy_s = 0.0
+        self._last_snapshot: Dict[str, float] = {}
+
+    # --- wiring --------------------------------------------------------------------------
+    def _window_status(self, camera_id: str) -> Dict[str, Any]:
+        """The pipeline-side fields of a counts body (fps, target, tier, frames, dropped)."""
+        for stats in self.pipeline.stats():
+            if stats.camera_id == camera_id:
+                return {"fps": stats.covered_fps, "tier": self.controller.tier.name, "dropped": stats.dropped}
+        return {"fps": 0.0, "tier": self.controller.tier.name, "dropped": 0}
+
+    def _publish_window(self, kind: str, camera_id: str, window: Any, body: Dict[str, Any]) -> None:
+        assert self.publisher is not None
+        self.publisher.submit(kind, camera_id, window, body)
+
+    def telemetry(self) -> Dict[str, Any]:
+        status = self.controller.status()
+        return {
+            "version": __version__,
+            "tier": status.tier.name,
+            "tier_level": status.level,
+            "effective_fps": status.effective_fps,
+            "target_fps": status.target_fps,
+            "tier_changes": [event.change.to_dict() for event in self.tier_history[-5:]],
+            "cameras": {s.camera_id: s.__dict__ for s in self.pipeline.stats()},
+            "latency_ms": self.pipeline.timer.percentiles_ms(),
+            "temperature_c": read_temperature_c(),
+            "memory_percent": read_memory_percent(),
+            "cpu_percent": _cpu_percent(),
+        }
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        if self.publisher is not None:
+            self.publisher.start()
+        self.pipeline.start()
+
+    def tick(self) -> Optional[TierChange]:
+        """Once a second: adapt the tier, publish snapshots. Returns the tier change, if any."""
+        processed = sum(camera.processed for camera in self.pipeline.cameras)
+        busy = sum(self.pipeline.timer.total_s(stage) for stage in ("preprocess", "inference", "postprocess"))
+        change = self.controller.update(
+            processed,
+            busy_s=busy,
+            temperature_c=read_temperature_c(),
+            memory_percent=read_memory_percent(),
+        )
+        if change is not None:
+            self._apply(change)
+        self._snapshots()
+        return change
+
+    def _apply(self, change: TierChange) -> None:
+        log.info("%s", change)
+        stats = self.pipeline.stats()
+        self.tier_history.append(TierEvent(change, sum(s.covered_fps for s in stats)))
+        if self._on_tier_change is not None:
+            self._on_tier_change(change)
+        detector = load_tier_detector(self.config, change.to_tier, self.max_batch)
+        old = self.pipeline.apply_tier(detector, change.to_tier.frame_skip)
+        old.close()
+
+    def _snapshots(self) -> None:
+        if self.publisher is None:
+            return
+        for camera in self.pipeline.cameras:
+            frame = self.analyses[camera.config.id].last_frame
+            if frame is not None and self.publisher.snapshot_due(camera.config.id):
+                ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 80])
+                if ok:
+                    self.publisher.publish_snapshot(camera.config.id, jpeg.tobytes())
+
+    def stop(self) -> None:
+        """Stop the pipeline, close the open windows (published as partial windows), stop MQTT."""
+        self.pipeline.stop()
+        now = self.clock()
+        for analysis in self.analyses.values():
+            analysis.poll(now, final=True)
+        if self.publisher is not None:
+            self.publisher.stop()
+        if self.spool is not None:
+            self.spool.close()
+
+
+def _cpu_percent() -> Optional[float]:
+    try:
+        import psutil
+
+        return float(psutil.cpu_percent(interval=None))
+    except ImportError:  # pragma: no cover
+        return None
+
+
+class _Signals:
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.reload = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
+        signal.signal(signal.SIGINT, lambda *_: self.stop.set())
+        signal.signal(signal.SIGHUP, lambda *_: self.reload.set())
+
+
+def run_daemon(config: Config, config_path: Optional[Path] = None) -> int:
+    """The service main loop (foreground)."""
+    signals = _Signals()
+    watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0"))
+    ping_every = watchdog_usec / 2e6 if watchdog_usec else 0.0
+    while True:
+        appliance = Appliance(config)
+        appliance.start()
+        sd_notify(f"READY=1\nSTATUS=running tier {appliance.controller.tier.name}")
+        log.info("running: device %s, %d camera(s)", config.device_id, len(config.cameras))
+        last_ping = 0.0
+        try:
+            while not signals.stop.is_set() and not signals.reload.is_set():
+                signals.stop.wait(1.0)
+                if appliance.pipeline.error is not None:
+                    raise VideoAnalysisError(f"inference worker failed: {appliance.pipeline.error}")
+                if not appliance.pipeline.running:
+                    log.info("every source has ended")
+                    signals.stop.set()
+                    break
+                appliance.tick()
+                if ping_every and time.monotonic() - last_ping >= ping_every and appliance.pipeline.running:
+                    sd_notify("WATCHDOG=1")
+                    last_ping = time.monotonic()
+        finally:
+            sd_notify("STOPPING=1")
+            appliance.stop()
+        if signals.stop.is_set() or config_path is None:
+            return 0
+        signals.reload.clear()
+        sd_notify("RELOADING=1")
+        try:
+            config = load_config(config_path)
+            log.info("configuration reloaded from %s", config_path)
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running configuration: %s", exc)

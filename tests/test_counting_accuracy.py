@@ -1,0 +1,74 @@
+"""Counting accuracy end to end: synthetic scenes with known crossings → real video files →
+the real default detector (INT8, ONNX Runtime) → ByteTrack → analytics, through the pipeline."""
+
+from pathlib import Path
+from typing import Dict, Tuple
+
+import pytest
+
+from edge.analysis import CameraAnalysis
+from edge.config import Config, parse_config
+from edge.daemon import load_tier_detector
+from edge.pipeline import Pipeline
+from edge.sources import SourceReader
+from edge.synthetic import Scene, ground_truth, standard_scenes, write_scene
+from edge.tiers import Tier
+
+
+def _camera_config(scene: Scene, video: Path, camera_id: str) -> Dict[str, object]:
+    return {
+        "id": camera_id,
+        "source": str(video),
+        "target_fps": scene.fps,
+        "realtime": False,
+        "lines": [{"id": line.id, "points": [list(p) for p in line.points]} for line in scene.lines],
+        "zones": [{"id": zone.id, "polygon": [list(p) for p in zone.polygon]} for zone in scene.zones],
+    }
+
+
+def run_scenes(
+    tmp_path: Path, frame_skip: int, precision: str = "int8"
+) -> Tuple[Config, Dict[str, CameraAnalysis]]:
+    scenes = standard_scenes()
+    cameras = [_camera_config(s, write_scene(s, tmp_path), f"cam{i}") for i, s in enumerate(scenes)]
+    config = parse_config({"cameras": cameras, "state_dir": str(tmp_path / "state")})
+    tier = Tier(0, "ssdlite-mobilenetv2-pedestrian", precision, "onnxruntime", 300, frame_skip)
+    detector = load_tier_detector(config, tier, max_batch=2)
+    analyses = {}
+    wiring = []
+    for camera in config.cameras:
+        analyses[camera.id] = CameraAnalysis(config, camera, sinks=[])
+        wiring.append((camera, SourceReader(camera.id, camera.source, realtime=False), analyses[camera.id]))
+    pipeline = Pipeline(wiring, detector, frame_skip=frame_skip)
+    pipeline.start()
+    assert pipeline.join(timeout=300), "pipeline did not finish"
+    pipeline.stop()
+    assert pipeline.error is None
+    return config, analyses
+
+
+@pytest.fixture(scope="module")
+def skip1(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, CameraAnalysis]:
+    return run_scenes(tmp_path_factory.mktemp("skip1"), frame_skip=1)[1]
+
+
+@pytest.fixture(scope="module")
+def skip3(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, CameraAnalysis]:
+    return run_scenes(tmp_path_factory.mktemp("skip3"), frame_skip=3)[1]
+
+
+@pytest.mark.parametrize("fixture", ["skip1", "skip3"])
+def test_line_counts_exact_and_zone_entries_within_one(fixture: str, request: pytest.FixtureRequest) -> None:
+    analyses = request.getfixturevalue(fixture)
+    for index, scene in enumerate(standard_scenes()):
+        truth = ground_truth(scene)
+        analysis = analyses[f"cam{index}"]
+        assert analysis.line_totals() == truth.line_counts(), scene.name
+        for zone_id, expected in truth.zone_entries.items():
+            assert abs(analysis.zone_entries().get(zone_id, 0) - expected) <= 1, (scene.name, zone_id)
+
+
+def test_every_frame_of_a_fast_file_is_analysed_once(skip1: Dict[str, CameraAnalysis]) -> None:
+    for index, scene in enumerate(standard_scenes()):
+        frames = sum(window.frames for window in skip1[f"cam{index}"].counts)
+        assert frames == scene.frame_count
