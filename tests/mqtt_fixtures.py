@@ -154,6 +154,7 @@ def make_config(
     port: int,
     device_id: str = "edge-t",
     cameras: Optional[List[Dict[str, Any]]] = None,
+    spool: Optional[Dict[str, Any]] = None,
     **mqtt: Any,
 ) -> Config:
     """A Config for a broker on loopback, with fast timers for tests."""
@@ -164,6 +165,7 @@ def make_config(
         "state_dir": str(tmp_path / f"state-{device_id}"),
         "cameras": cameras if cameras is not None else [{"id": "cam1", "source": "test.mp4"}],
         "mqtt": mqtt_section,
+        "spool": spool or {},
     }
     return parse_config(raw)
 
