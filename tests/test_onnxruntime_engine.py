@@ -101,7 +101,7 @@ def test_fp16_runs_the_fp32_file_on_cpu_and_says_why(caplog):
     detector = create_detector("onnxruntime", get_model(MODEL), EngineOptions(precision="fp16"))
     assert detector.precision == "fp32"
     assert detector.path.name == "ssdlite_mobilenetv2_pedestrian.onnx"
-    assert "fp16 is not faster on CPUExecutionProvider" in caplog.text
+    assert "fp16 needs TensorRT; CPUExecutionProvider runs the fp32 file" in caplog.text
 
 
 def test_resolve_model_file_uses_tensorrt_for_fp16():

@@ -72,7 +72,7 @@ def resolve_model_file(model: ModelSpec, precision: str, providers: Sequence[str
     if precision == "fp16":
         if "TensorrtExecutionProvider" in providers:
             return "fp32", "fp16 built by the TensorRT execution provider from the fp32 file"
-        return "fp32", f"fp16 is not faster on {providers[0]}; using the fp32 file"
+        return "fp32", f"fp16 needs TensorRT; {providers[0]} runs the fp32 file"
     if precision == "int8" and "int8" not in model.files and "fp32" in model.files:
         return "fp32", f"model {model.name} has no int8 file; using the fp32 file"
     return precision, ""
