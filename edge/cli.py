@@ -108,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(sub.add_parser("check-config", help="validate and print the effective configuration"))
 
     demo = sub.add_parser("demo", help="everything on one machine on a generated sample scene")
-    demo.add_argument("--seconds", type=float, default=20.0, help="length of the sample scene (%(default)s)")
+    demo.add_argument(
+        "--seconds", type=float, default=24.0, help="seconds to run; the scenes loop (%(default)s)"
+    )
     demo.add_argument("--out", default="demo-output", help="output directory (%(default)s)")
     demo.add_argument("--cameras", type=int, default=2, help="number of simulated cameras (%(default)s)")
 

@@ -154,7 +154,7 @@ class Appliance:
             cameras, detector, self.controller.tier.frame_skip, clock, config.policy.window_s
         )
         self._detector_busy_s = 0.0
-        self._last_snapshot: Dict[str, float] = {}
+        self._pipeline_stopped = False
 
     # --- wiring --------------------------------------------------------------------------
     def _window_status(self, camera_id: str) -> Dict[str, Any]:
@@ -225,12 +225,20 @@ class Appliance:
                 if ok:
                     self.publisher.publish_snapshot(camera.config.id, jpeg.tobytes())
 
-    def stop(self) -> None:
-        """Stop the pipeline, close the open windows (published as partial windows), stop MQTT."""
+    def stop_pipeline(self) -> None:
+        """Stop the sources and the worker, and close the open windows (spooled as partial
+        windows with their nominal bounds, so nothing counted is lost)."""
+        if self._pipeline_stopped:
+            return
+        self._pipeline_stopped = True
         self.pipeline.stop()
         now = self.clock()
         for analysis in self.analyses.values():
             analysis.poll(now, final=True)
+
+    def stop(self) -> None:
+        """Stop everything; undelivered messages stay in the spool for the next start."""
+        self.stop_pipeline()
         if self.publisher is not None:
             self.publisher.stop()
         if self.spool is not None:
