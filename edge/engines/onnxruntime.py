@@ -112,7 +112,8 @@ def preprocess_yolo(
 
 
 class OnnxRuntimeDetector:
-    """A model loaded in an ONNX Runtime session; implements `edge.engines.base.Detector`."""
+    """A model loaded in an ONNX Runtime session; implements `edge.engines.base.Detector`.
+    `threads` overrides the intra-op thread count (default: physical cores)."""
 
     def __init__(self, model: ModelSpec, options: EngineOptions, threads: Optional[int] = None) -> None:
         if model.family not in ("ssd", "yolo"):
@@ -128,7 +129,7 @@ class OnnxRuntimeDetector:
             log.info("%s: %s", model.name, reason)
         self.precision = role
         self.path = model.file(role)  # verifies the sha256
-        self._session = self._load(self.path, options)
+        self._session = self._load(self.path, options, threads)
         self._input = self._session.get_inputs()[0]
         self._output_names = self._outputs_for(model)
         declared_batch = self._input.shape[0]
@@ -141,7 +142,9 @@ class OnnxRuntimeDetector:
         self._logit_scale = float(cast(float, model.extras.get("logit_scale", 1.0)))
         self._check_runs()
 
-    def _load(self, path: "os.PathLike[str]", options: EngineOptions) -> ort.InferenceSession:
+    def _load(
+        self, path: "os.PathLike[str]", options: EngineOptions, threads: Optional[int]
+    ) -> ort.InferenceSession:
         provider_options: List[Dict[str, object]] = []
         for provider in self.providers:
             if provider == "TensorrtExecutionProvider":
@@ -156,7 +159,7 @@ class OnnxRuntimeDetector:
         try:
             return ort.InferenceSession(
                 str(path),
-                sess_options=session_options(),
+                sess_options=session_options(threads),
                 providers=self.providers,
                 provider_options=provider_options,
             )
