@@ -55,13 +55,13 @@ def calibration(tmp_path, frames):
 
 
 def options(tmp_path, **overrides):
-    values = dict(precision="int8", input_size=(300, 300), max_batch=4, cache_dir=str(tmp_path / "engines"))
+    values = dict(precision="int8", input_size=(300, 300), max_batch=4, cache_dir=str(tmp_path / "cache"))
     values.update(overrides)
     return EngineOptions(**values)
 
 
 def engines_in(tmp_path):
-    return sorted(p.name for p in (tmp_path / "engines").glob("*.engine"))
+    return sorted(p.name for p in (tmp_path / "cache" / "engines").glob("*.engine"))
 
 
 # --- pure logic ----------------------------------------------------------------------------------
@@ -156,7 +156,9 @@ def assert_same_detections(a, b):
         np.testing.assert_allclose(x.scores, y.scores, atol=1e-4)
 
 
-def test_int8_build_calibrates_caches_and_decodes_like_onnxruntime(standin, tmp_path, model, calibration, frames):
+def test_int8_build_calibrates_caches_and_decodes_like_onnxruntime(
+    standin, tmp_path, model, calibration, frames
+):
     detector = trt_engine.TensorRTDetector(model, options(tmp_path), calibration, standin)
     assert detector.precision == "int8" and detector.loaded.built
     assert engines_in(tmp_path) == [detector.engine_path.name]
@@ -180,7 +182,11 @@ def test_outputs_are_bound_for_batch_one_and_max_batch(standin, tmp_path, model,
     runner = detector.runner
     anchors = len(detector.codec.anchors)
     shapes = {b.name: b.max_shape for b in runner.bindings}
-    assert shapes == {"images": (4, 300, 300, 3), "box_encodings": (4, anchors, 4), "class_logits": (4, anchors, 2)}
+    assert shapes == {
+        "images": (4, 300, 300, 3),
+        "box_encodings": (4, anchors, 4),
+        "class_logits": (4, anchors, 2),
+    }
     for batch in (1, 4):
         tensor = detector.preprocess([f.image for f in frames[:batch]]).tensor
         outputs = runner.run(tensor)

@@ -519,7 +519,7 @@ class CalibrationSource:
 def engine_cache_dir(options: EngineOptions) -> Path:
     if not options.cache_dir:
         raise ModelError("engine tensorrt: no cache directory configured for built engines")
-    return Path(options.cache_dir)
+    return Path(options.cache_dir) / "engines"
 
 
 class ModelCodec:
@@ -714,7 +714,7 @@ def create_ort_tensorrt_detector(model: ModelSpec, options: EngineOptions) -> An
             "engine tensorrt: neither the TensorRT Python bindings nor ONNX Runtime's TensorRT "
             "execution provider is installed"
         )
-    cache_dir = engine_cache_dir(options) / "ort-tensorrt"
+    cache_dir = Path(options.cache_dir or ".") / "ort-tensorrt"
     cache_dir.mkdir(parents=True, exist_ok=True)
 
     class _OrtTensorRTDetector(OnnxRuntimeDetector):
@@ -738,7 +738,7 @@ def default_calibration(model: ModelSpec, options: EngineOptions) -> Optional[Ca
     if sets:
         chosen = load_set(sets[0])
     else:
-        chosen = ensure_builtin_set(engine_cache_dir(options) / "calibration")
+        chosen = ensure_builtin_set(Path(options.cache_dir or ".") / "calibration")
     frames, _ = chosen.split(0.2)
     return CalibrationSource(
         frames, calibration_table_path(chosen.directory, model, options, chosen.content_hash())
