@@ -160,3 +160,13 @@ def test_missing_model_file_is_a_model_error(tmp_path):
     )
     with pytest.raises(ModelError, match="missing"):
         create_detector("onnxruntime", missing, EngineOptions(precision="int8"))
+
+
+def test_session_options_suit_a_shared_edge_cpu():
+    from edge.engines.onnxruntime import physical_cores, session_options
+
+    options = session_options()
+    assert options.intra_op_num_threads == physical_cores()
+    assert options.inter_op_num_threads == 1
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert session_options(threads=1).intra_op_num_threads == 1
