@@ -14,7 +14,9 @@ import threading
 import time
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from edge.messages import parse_status, parse_telemetry
 from edge.publisher import Publisher
@@ -157,3 +159,22 @@ def test_full_spool_drops_oldest_counts_and_reports(tmp_path, mosquitto_factory,
     assert reports[-1]["dropped"] == stats.dropped
     # The gap is acknowledged past (the floor tells the aggregator it is settled) and the rest arrives.
     assert ingest.store.seqs("edge-t") == kept
+
+
+def test_ingest_counts_malformed_payloads_and_keeps_going(tmp_path, mosquitto_broker, ingest_factory):
+    ingest = ingest_factory(mosquitto_broker)
+    raw = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="vandal", protocol=MQTTProtocolVersion.MQTTv5)
+    raw.connect(mosquitto_broker.host, mosquitto_broker.port)
+    raw.loop_start()
+    raw.publish("va/edge-t/cam1/counts", b"not json", qos=1).wait_for_publish(5)
+    raw.publish("va/edge-t/cam1/counts", json.dumps({"v": 9}).encode(), qos=1).wait_for_publish(5)
+    raw.disconnect()
+    raw.loop_stop()
+    config = make_config(tmp_path, mosquitto_broker.port)
+    publisher = Publisher(config, Spool.from_config(config), "boot-1")
+    publisher.start()
+    publisher.submit("counts", "cam1", (0.0, 10.0), counts_body())
+    assert publisher.wait_drained(20)
+    publisher.stop()
+    stats = wait_for(lambda: (s := ingest.stats()).malformed == 2 and s)
+    assert stats.stored == 1 and ingest.store.seqs("edge-t") == [1]
