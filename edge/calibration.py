@@ -168,7 +168,7 @@ def _above(detections: List[Detections], threshold: float) -> List[Detections]:
 
 
 def agreement(
-    candidate: Detector,
+    candidate: Any,
     reference: Detector,
     held_out: Sequence[CalibrationFrame],
     score_threshold: float,
@@ -241,7 +241,7 @@ def load_guarded_detector(
     calibration_frames, held_out = calibration_set.split(config.calibration.holdout_fraction)
     set_hash = calibration_set.content_hash()
     reference = create_detector("onnxruntime", model, dataclasses.replace(options, precision="fp32"))
-    candidate: Optional[Detector] = None
+    candidate: Optional[Any] = None
     model_path = ""
     try:
         if tier.engine == "tensorrt":
@@ -266,11 +266,10 @@ def load_guarded_detector(
             config.detector.score_threshold,
             _builtin_for_guard(config, calibration_set),
         )
+        reason = judge(report, config.calibration.agreement_floor, config.calibration.max_recall_drop)
     except ModelError as exc:
         report = None
-        reason: Optional[str] = f"INT8 model unavailable: {exc}"
-    else:
-        reason = judge(report, config.calibration.agreement_floor, config.calibration.max_recall_drop)
+        reason = f"INT8 model unavailable: {exc}"
     built_precision = getattr(candidate, "precision", "int8")
     if reason is None and built_precision == "int8":
         reference.close()

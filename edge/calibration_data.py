@@ -84,6 +84,11 @@ class CalibrationSet:
         return split_frames(self.frames, holdout_fraction)
 
 
+def _box(values: Sequence[float]) -> Box:
+    x1, y1, x2, y2 = (float(v) for v in values)
+    return (x1, y1, x2, y2)
+
+
 def split_frames(
     frames: Sequence[CalibrationFrame], holdout_fraction: float
 ) -> Tuple[List[CalibrationFrame], List[CalibrationFrame]]:
@@ -217,8 +222,9 @@ def sample_images() -> Iterator[CandidateFrame]:
     except ImportError:
         return
     yield CandidateFrame(np.ascontiguousarray(data.astronaut()[:, :, ::-1]), "skimage:astronaut")
-    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as handle:
-        hopper = matplotlib.image.imread(handle, format="jpg")
+    hopper = matplotlib.image.imread(
+        str(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    )
     yield CandidateFrame(np.ascontiguousarray(hopper[:, :, ::-1]), "matplotlib:grace_hopper")
 
 
@@ -231,10 +237,10 @@ def synthetic_frames(count: int) -> Iterator[CandidateFrame]:
     for scene in scenes:
         truth = synthetic.ground_truth(scene)
         for index in np.linspace(0, scene.frame_count - 1, per_scene).round().astype(int):
-            labels = tuple(tuple(float(v) for v in b.box) for b in truth.boxes[index])
+            labels = tuple(_box(b.box) for b in truth.boxes[index])
             yield CandidateFrame(
                 synthetic.render(scene, int(index)), f"synthetic:{scene.name}#{index}", labels
-            )  # type: ignore[arg-type]
+            )
 
 
 def builtin_frames(count: int) -> Iterator[CandidateFrame]:
@@ -329,8 +335,8 @@ def load_set(directory: Path) -> CalibrationSet:
         raise ConfigError(f"{manifest_path}: corrupt ({exc.msg} at line {exc.lineno})") from None
     frames = []
     for entry in raw.get("frames", []):
-        labels = tuple(tuple(b) for b in entry["labels"]) if entry.get("labels") is not None else None
-        frames.append(CalibrationFrame(directory / "frames" / entry["file"], entry.get("origin", ""), labels))  # type: ignore[arg-type]
+        labels = tuple(_box(b) for b in entry["labels"]) if entry.get("labels") is not None else None
+        frames.append(CalibrationFrame(directory / "frames" / entry["file"], entry.get("origin", ""), labels))
     missing = [f.path for f in frames if not f.path.is_file()]
     if missing:
         raise ConfigError(f"{missing[0]}: calibration frame missing ({len(missing)} missing in {directory})")

@@ -221,7 +221,7 @@ def device_info(modules: TensorRTModules) -> DeviceInfo:
 def make_logger(trt: Any) -> Any:
     """A TensorRT logger that forwards to Python logging and remembers the last error."""
 
-    class _Logger(trt.ILogger):  # type: ignore[misc, name-defined]
+    class _Logger(trt.ILogger):
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
             self.last_error = ""
@@ -246,7 +246,7 @@ def make_entropy_calibrator(
     exists TensorRT reads it and asks for no batch."""
     trt, cuda = modules.trt, modules.cuda
 
-    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc, name-defined]
+    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[name-defined]
         def __init__(self) -> None:
             trt.IInt8EntropyCalibrator2.__init__(self)
             self.cache_path = Path(cache_path)
@@ -529,9 +529,13 @@ class ModelCodec:
         self.family = model.family
         self.input_size = (int(options.input_size[0]), int(options.input_size[1]))
         self.settings = PostprocessSettings(options.score_threshold, options.nms_iou)
-        self.box_coder_scales = tuple(model.extras.get("box_coder_scales", SSD_BOX_CODER_SCALES))  # type: ignore[arg-type]
+        scales = model.extras.get("box_coder_scales", SSD_BOX_CODER_SCALES)
+        self.box_coder_scales: Tuple[float, ...] = tuple(float(v) for v in scales)  # type: ignore[attr-defined]
         self.logit_scale = float(model.extras.get("logit_scale", 1.0))  # type: ignore[arg-type]
-        self.declared_outputs: Dict[str, str] = dict(model.extras.get("outputs", {}))  # type: ignore[arg-type]
+        outputs = model.extras.get("outputs", {})
+        self.declared_outputs = (
+            {str(k): str(v) for k, v in outputs.items()} if isinstance(outputs, dict) else {}
+        )
         self.anchors: Optional[np.ndarray] = None
         if self.family == "ssd":
             width = self.input_size[0]
@@ -718,7 +722,7 @@ def create_ort_tensorrt_detector(model: ModelSpec, options: EngineOptions) -> An
     cache_dir.mkdir(parents=True, exist_ok=True)
 
     class _OrtTensorRTDetector(OnnxRuntimeDetector):
-        def _load(self, path: "os.PathLike[str]", opts: EngineOptions) -> Any:
+        def _load(self, path: "os.PathLike[str]", opts: EngineOptions, threads: Optional[int] = None) -> Any:
             trt_options = ort_tensorrt_provider_options(opts, cache_dir)
             return ort.InferenceSession(
                 str(path),
