@@ -222,8 +222,8 @@ def _default_tiers() -> Dict[str, List[TierConfig]]:
     def ort(size: int, skip: int) -> TierConfig:
         return TierConfig(model=ssd, precision="int8", engine="onnxruntime", input=size, frame_skip=skip, dla=False)
 
-    cpu = [ort(300, 1), ort(300, 2), ort(256, 2), ort(192, 3)]
-    cpu_fallback = [ort(300, 2), ort(256, 3), ort(192, 4)]
+    cpu = [ort(300, 1), ort(300, 2), ort(256, 2), ort(224, 3)]
+    cpu_fallback = [ort(300, 2), ort(256, 3), ort(224, 4)]
     # Maxwell (Nano) and Pascal (TX2) GPUs have no fast INT8 path: FP16 there.
     maxwell_pascal = [
         trt("yolov8n", 416, 1, "fp16"),
@@ -254,7 +254,7 @@ def _default_tiers() -> Dict[str, List[TierConfig]]:
         "jetson-orin-nano": [trt("yolov8n", 640), *orin[2:]],
         "jetson-orin-nx": orin,
         "jetson-agx-orin": orin,
-        "rpi-4": [ort(300, 2), ort(256, 2), ort(256, 3), ort(192, 4)],
+        "rpi-4": [ort(300, 2), ort(256, 2), ort(256, 3), ort(224, 4)],
         "rpi-5": cpu,
         "x86-nvidia": [trt("yolov8s", 640), trt("yolov8n", 640), trt("yolov8n", 416), *cpu],
         "x86-cpu": cpu,

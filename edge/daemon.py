@@ -18,12 +18,14 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import cv2
 
 from edge import __version__
+from edge.accuracy import PrecisionDecision
 from edge.analysis import CameraAnalysis, WindowSink
+from edge.calibration import load_guarded_detector
 from edge.config import Config, load_config
 from edge.engines import Detector, EngineOptions, create_detector
 from edge.errors import ConfigError, VideoAnalysisError
@@ -53,11 +55,10 @@ def sd_notify(message: str) -> bool:
     return True
 
 
-def load_tier_detector(config: Config, tier: Tier, max_batch: int) -> Detector:
-    """The detector of one tier; INT8 goes through the accuracy guard when it is available."""
-    models_dir = config.models_dir or DEFAULT_MODELS_DIR
-    model = load_manifest(models_dir)[tier.model]
-    options = EngineOptions(
+def tier_options(config: Config, tier: Tier, max_batch: int) -> EngineOptions:
+    """Engine options of a tier; the score threshold is the tracker's low threshold, because
+    ByteTrack's second stage uses low-score detections."""
+    return EngineOptions(
         precision=tier.precision,
         input_size=(tier.input, tier.input),
         max_batch=max_batch,
@@ -66,7 +67,23 @@ def load_tier_detector(config: Config, tier: Tier, max_batch: int) -> Detector:
         dla_core=0 if tier.dla else -1,
         cache_dir=str(config.state_dir / "cache"),
     )
-    return create_detector(tier.engine, model, options)
+
+
+def load_tier_detector(config: Config, tier: Tier, max_batch: int) -> Detector:
+    """The detector of one tier as configured (no accuracy guard: measurements and tests)."""
+    model = load_manifest(config.models_dir or DEFAULT_MODELS_DIR)[tier.model]
+    return create_detector(tier.engine, model, tier_options(config, tier, max_batch))
+
+
+def load_guarded_tier_detector(
+    config: Config, tier: Tier, max_batch: int
+) -> Tuple[Detector, PrecisionDecision]:
+    """The detector the daemon runs: INT8 is calibrated on this device's calibration set and
+    used only when it agrees with FP32 above `calibration.agreement_floor`; else FP32."""
+    model = load_manifest(config.models_dir or DEFAULT_MODELS_DIR)[tier.model]
+    detector, decision = load_guarded_detector(config, tier, model, tier_options(config, tier, max_batch))
+    log.info("precision for %s: %s (%s)", tier.name, decision.chosen, decision.reason)
+    return detector, decision
 
 
 def measure_tier(config: Config, tier: Tier, frames: int = 20) -> float:
@@ -149,7 +166,7 @@ class Appliance:
             )
             cameras.append((camera, reader, analysis))
         self.max_batch = min(config.detector.max_batch, len(config.cameras))
-        detector = load_tier_detector(config, self.controller.tier, self.max_batch)
+        detector, self.precision = load_guarded_tier_detector(config, self.controller.tier, self.max_batch)
         self.pipeline = Pipeline(
             cameras, detector, self.controller.tier.frame_skip, clock, config.policy.window_s
         )
@@ -177,6 +194,7 @@ class Appliance:
             "effective_fps": status.effective_fps,
             "target_fps": status.target_fps,
             "tier_changes": [event.change.to_dict() for event in self.tier_history[-5:]],
+            "precision": self.precision.to_dict(),
             "cameras": {s.camera_id: s.__dict__ for s in self.pipeline.stats()},
             "latency_ms": self.pipeline.timer.percentiles_ms(),
             "temperature_c": read_temperature_c(),
@@ -211,7 +229,7 @@ class Appliance:
         self.tier_history.append(TierEvent(change, sum(s.covered_fps for s in stats)))
         if self._on_tier_change is not None:
             self._on_tier_change(change)
-        detector = load_tier_detector(self.config, change.to_tier, self.max_batch)
+        detector, self.precision = load_guarded_tier_detector(self.config, change.to_tier, self.max_batch)
         old = self.pipeline.apply_tier(detector, change.to_tier.frame_skip)
         old.close()
 

@@ -14,7 +14,7 @@ from edge.tiers import MeasurementCache, Tier, predict_capacities, select_tiers,
 SSD = "ssdlite-mobilenetv2-pedestrian"
 
 
-def spec(name: str, family: str = "ssd", inputs=(320, 300, 256, 192)) -> ModelSpec:
+def spec(name: str, family: str = "ssd", inputs=(320, 300, 256, 224)) -> ModelSpec:
     return ModelSpec(
         name=name,
         family=family,
@@ -61,7 +61,7 @@ def test_every_platform_class_has_defaults_that_validate():
 
 def test_cpu_machine_keeps_the_onnxruntime_tiers():
     selection = select_tiers(PolicyConfig(), profile("x86-cpu", arch="x86_64"), MANIFEST)
-    assert [(t.input, t.frame_skip) for t in selection.runnable] == [(300, 1), (300, 2), (256, 2), (192, 3)]
+    assert [(t.input, t.frame_skip) for t in selection.runnable] == [(300, 1), (300, 2), (256, 2), (224, 3)]
     assert selection.dropped == ()
 
 
