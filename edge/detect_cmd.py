@@ -21,6 +21,7 @@ from edge.config import DEFAULT_CONFIG_PATH, Config, TierConfig, load_config
 from edge.engines import Detections, EngineOptions, create_detector, detect
 from edge.errors import ConfigError, SourceError
 from edge.models import DEFAULT_MODELS_DIR, get_model
+from edge.sources import classify, open_capture
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,19 @@ def choose_tier(config: Config, index: Optional[int], platform: str = DEFAULT_PL
     if not 0 <= chosen < len(tiers):
         raise ConfigError(f"--tier {chosen}: policy.tiers.{platform} has tiers 0..{len(tiers) - 1}")
     return tiers[chosen]
+
+
+def read_stream(url: str) -> Iterator[np.ndarray]:
+    """Frames of a live source (RTSP, V4L2, GStreamer) until it ends; SourceError when it
+    cannot be opened."""
+    capture = open_capture(url)
+    try:
+        ok, frame = capture.read()
+        while ok:
+            yield cast(np.ndarray, frame)
+            ok, frame = capture.read()
+    finally:
+        capture.release()
 
 
 def read_frames(path: Path) -> Iterator[np.ndarray]:
@@ -114,7 +128,7 @@ def run_detect(args: argparse.Namespace) -> int:
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     config = load_detect_config(Path(args.config))
     tier = choose_tier(config, args.tier)
-    frames = read_frames(Path(args.path))
+    frames = read_stream(args.path) if classify(args.path) != "file" else read_frames(Path(args.path))
     first = next(frames)  # opens the source before the model loads: a bad file fails fast
     model = get_model(tier.model, config.models_dir or DEFAULT_MODELS_DIR)
     options = EngineOptions(
