@@ -172,6 +172,8 @@ class Appliance:
         )
         self._detector_busy_s = 0.0
         self._pipeline_stopped = False
+        self._loading: Optional[threading.Thread] = None
+        self._loading_error: Optional[VideoAnalysisError] = None
 
     # --- wiring --------------------------------------------------------------------------
     def _window_status(self, camera_id: str) -> Dict[str, Any]:
@@ -209,7 +211,16 @@ class Appliance:
         self.pipeline.start()
 
     def tick(self) -> Optional[TierChange]:
-        """Once a second: adapt the tier, publish snapshots. Returns the tier change, if any."""
+        """Once a second: adapt the tier, publish snapshots. Returns the tier change, if any.
+        While a new tier's detector loads (INT8 calibration can take seconds), the old tier
+        keeps running and the controller waits, so its measurements stay those of one tier."""
+        if self._loading is not None:
+            if self._loading.is_alive():
+                self._snapshots()
+                return None
+            self._loading = None
+            if self._loading_error is not None:
+                raise self._loading_error
         processed = sum(camera.processed for camera in self.pipeline.cameras)
         busy = sum(self.pipeline.timer.total_s(stage) for stage in ("preprocess", "inference", "postprocess"))
         change = self.controller.update(
@@ -229,9 +240,17 @@ class Appliance:
         self.tier_history.append(TierEvent(change, sum(s.covered_fps for s in stats)))
         if self._on_tier_change is not None:
             self._on_tier_change(change)
-        detector, self.precision = load_guarded_tier_detector(self.config, change.to_tier, self.max_batch)
-        old = self.pipeline.apply_tier(detector, change.to_tier.frame_skip)
-        old.close()
+        self._loading_error = None
+        self._loading = threading.Thread(target=self._load_tier, args=(change,), name="tier-load", daemon=True)
+        self._loading.start()
+
+    def _load_tier(self, change: TierChange) -> None:
+        try:
+            detector, self.precision = load_guarded_tier_detector(self.config, change.to_tier, self.max_batch)
+        except VideoAnalysisError as exc:
+            self._loading_error = exc
+            return
+        self.pipeline.apply_tier(detector, change.to_tier.frame_skip)
 
     def _snapshots(self) -> None:
         if self.publisher is None:
@@ -249,6 +268,8 @@ class Appliance:
         if self._pipeline_stopped:
             return
         self._pipeline_stopped = True
+        if self._loading is not None:
+            self._loading.join()
         self.pipeline.stop()
         now = self.clock()
         for analysis in self.analyses.values():

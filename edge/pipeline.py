@@ -136,16 +136,22 @@ class Pipeline:
         self._thread: Optional[threading.Thread] = None
         self.error: Optional[BaseException] = None
         self.batches = 0
+        self._retired: List[Detector] = []
+        # Readers set it on every new frame, so the idle worker wakes at once instead of polling.
+        self._frame_ready = threading.Event()
+        for camera in self.cameras:
+            camera.reader.frame_ready = self._frame_ready
 
     @property
     def frame_skip(self) -> int:
         return self._frame_skip
 
-    def apply_tier(self, detector: Detector, frame_skip: int) -> Detector:
-        """Swap the detector and frame-skip between batches; returns the old detector."""
+    def apply_tier(self, detector: Detector, frame_skip: int) -> None:
+        """Swap the detector and frame-skip between batches; the worker closes the old
+        detector once it has finished the batch it may be running on it."""
         with self._lock:
-            old, self._detector, self._frame_skip = self._detector, detector, frame_skip
-        return old
+            self._retired.append(self._detector)
+            self._detector, self._frame_skip = detector, frame_skip
 
     def start(self) -> None:
         for camera in self.cameras:
@@ -155,6 +161,7 @@ class Pipeline:
 
     def stop(self) -> None:
         self._stop.set()
+        self._frame_ready.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
         for camera in self.cameras:
@@ -216,6 +223,10 @@ class Pipeline:
         while not self._stop.is_set():
             with self._lock:
                 detector, frame_skip = self._detector, self._frame_skip
+                retired, self._retired = self._retired, []
+            for old in retired:
+                old.close()
+            self._frame_ready.clear()  # before collecting: a frame arriving after this sets it again
             batch = self._collect(max(1, detector.max_batch), frame_skip)
             if not batch:
                 if all(camera.reader.finished for camera in self.cameras):
@@ -227,7 +238,7 @@ class Pipeline:
                 for camera in self.cameras:
                     if camera.reader.realtime:
                         camera.analyser.poll(now)
-                self._stop.wait(0.002)
+                self._frame_ready.wait(0.1)
                 continue
             self._process(detector, frame_skip, batch)
 

@@ -147,6 +147,8 @@ class SourceReader:
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._capture: Optional[cv2.VideoCapture] = None
+        # Set by the pipeline: wakes its worker when a frame arrives (one event for all cameras).
+        self.frame_ready: Optional[threading.Event] = None
 
     def open(self) -> None:
         """Open now so a bad source fails fast with a SourceError."""
@@ -192,6 +194,8 @@ class SourceReader:
             self._frame = frame
             self.stats.frames_read += 1
             self._condition.notify_all()
+        if self.frame_ready is not None:
+            self.frame_ready.set()
 
     def _run(self) -> None:
         backoff = 1.0
@@ -222,6 +226,8 @@ class SourceReader:
                     with self._condition:
                         self.finished = True
                         self._condition.notify_all()
+                    if self.frame_ready is not None:
+                        self.frame_ready.set()
                     return
                 self.stats.connected = False
                 self.stats.reconnects += 1

@@ -1,6 +1,7 @@
 """Counting accuracy end to end: synthetic scenes with known crossings → real video files →
 the real default detector (INT8, ONNX Runtime) → ByteTrack → analytics, through the pipeline."""
 
+import time
 from pathlib import Path
 from typing import Dict, Tuple
 
@@ -72,3 +73,31 @@ def test_every_frame_of_a_fast_file_is_analysed_once(skip1: Dict[str, CameraAnal
     for index, scene in enumerate(standard_scenes()):
         frames = sum(window.frames for window in skip1[f"cam{index}"].counts)
         assert frames == scene.frame_count
+
+
+def test_tier_switch_mid_scene_keeps_tracks_and_windows(tmp_path: Path) -> None:
+    """A tier change (another detector, another frame-skip) halfway through a scene loses no
+    counting window and no crossing: tracker and analytics stay with the camera."""
+    scene = standard_scenes()[1]
+    video = write_scene(scene, tmp_path)
+    config = parse_config({"cameras": [_camera_config(scene, video, "cam")], "state_dir": str(tmp_path / "s")})
+    camera = config.cameras[0]
+    best = Tier(0, "ssdlite-mobilenetv2-pedestrian", "int8", "onnxruntime", 300, 1)
+    lower = Tier(1, "ssdlite-mobilenetv2-pedestrian", "int8", "onnxruntime", 256, 2)
+    analysis = CameraAnalysis(config, camera, sinks=[])
+    reader = SourceReader(camera.id, camera.source, realtime=False)
+    pipeline = Pipeline([(camera, reader, analysis)], load_tier_detector(config, best, 1), frame_skip=1)
+    trackers_before = id(analysis.tracker)
+    pipeline.start()
+    while pipeline.cameras[0].processed < scene.frame_count // 3:
+        time.sleep(0.01)
+    pipeline.apply_tier(load_tier_detector(config, lower, 1), lower.frame_skip)
+    assert pipeline.join(timeout=120)
+    pipeline.stop()
+    assert pipeline.error is None
+    assert id(analysis.tracker) == trackers_before
+    assert analysis.line_totals() == ground_truth(scene).line_counts()
+    windows = [w.window for w in analysis.counts]
+    assert all(a[1] == b[0] for a, b in zip(windows, windows[1:]))  # contiguous: none lost
+    processed = sum(w.frames for w in analysis.counts)
+    assert scene.frame_count // 2 < processed < scene.frame_count  # frame-skip 2 after the switch
