@@ -96,6 +96,9 @@ class Ingest:
             )
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
+        self._pending_subscriptions = 0
+        self._subscribed = threading.Event()
 
     def start(self) -> None:
         self._writer = threading.Thread(target=self._run_writer, name="ingest-writer", daemon=True)
@@ -109,6 +112,11 @@ class Ingest:
         self._queue.put(None)
         if self._writer is not None:
             self._writer.join(5.0)
+
+    def wait_subscribed(self, timeout_s: float) -> bool:
+        """Whether the broker has acknowledged every data subscription within `timeout_s`:
+        messages published before that are not delivered to this session."""
+        return self._subscribed.wait(timeout_s)
 
     def stats(self) -> IngestStats:
         with self._lock:
@@ -125,8 +133,22 @@ class Ingest:
         if reason.is_failure:
             log.error("ingest: broker refused the connection: %s", reason)
             return
-        for topic in data_subscriptions(self.prefix):
+        topics = data_subscriptions(self.prefix)
+        with self._lock:
+            self._pending_subscriptions = len(topics)
+        for topic in topics:
             client.subscribe(f"$share/{self.shared_group}/{topic}" if self.shared_group else topic, qos=1)
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: object, mid: int, reasons: list[ReasonCode], props: Properties | None
+    ) -> None:
+        if any(reason.is_failure for reason in reasons):
+            log.error("ingest: broker refused a subscription: %s", reasons)
+            return
+        with self._lock:
+            self._pending_subscriptions -= 1
+            if self._pending_subscriptions == 0:
+                self._subscribed.set()
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         self._queue.put(_Received(message.topic, bytes(message.payload)))

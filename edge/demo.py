@@ -143,6 +143,8 @@ def run_demo(args: argparse.Namespace) -> int:
         store = IngestStore(store_path)
         ingest = Ingest(store, "127.0.0.1", port)
         ingest.start()
+        if not ingest.wait_subscribed(10):
+            raise ConfigError(f"the aggregator's ingest could not subscribe on 127.0.0.1:{port}")
         config = demo_config(scenes, [videos[s.name] for s in scenes], out, port, args.seconds)
         appliance = Appliance(config, sink=_print_counts, on_tier_change=_print_tier)
         print(

@@ -304,6 +304,8 @@ def ingest_factory(tmp_path: Path) -> Iterator[Callable[..., Ingest]]:
         )
         ingest.start()
         started.append(ingest)
+        # Tests publish right away; before the SUBACK the broker would not deliver to it.
+        assert ingest.wait_subscribed(10), "ingest did not subscribe"
         return ingest
 
     yield make
