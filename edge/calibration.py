@@ -122,10 +122,15 @@ def quantize_for(
     cache: Path,
     progress: Optional[Progress] = None,
 ) -> QuantizeResult:
-    """The cached INT8 QDQ model of `model` calibrated on `frames` at the tier's input size."""
+    """The cached INT8 QDQ model of `model` calibrated on `frames`. The SSD core takes any
+    input size, so one INT8 model, calibrated at its native size, serves all its tiers (a tier
+    change then needs no new calibration; the guard still checks agreement at the tier's size);
+    YOLO exports have a fixed input, calibrated at the tier's size."""
     from edge.engines.onnxruntime import preprocess_ssd, preprocess_yolo
 
-    size = (int(options.input_size[0]), int(options.input_size[1]))
+    native = model.family == "ssd"
+    chosen = model.input_size if native else options.input_size
+    size = (int(chosen[0]), int(chosen[1]))
 
     def preprocess(images: Sequence[np.ndarray]) -> np.ndarray:
         if model.family == "ssd":
