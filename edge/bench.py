@@ -32,7 +32,7 @@ from edge.synthetic import standard_scenes, write_scene
 from edge.tiers import Tier, select_tiers
 
 log = logging.getLogger(__name__)
-ROUNDS = 2
+ROUNDS = 5
 
 
 @dataclass
@@ -76,11 +76,7 @@ def measure_engine(config: Config, tier: Tier, frames: List[np.ndarray], seconds
 def measure_pipeline(config: Config, tier: Tier, video: Path, seconds: float) -> float:
     """Analysed frames per second of one stream through the whole pipeline."""
     camera = parse_config(
-        {
-            "cameras": [
-                {"id": "bench", "source": str(video), "target_fps": 120, "realtime": False, "loop": True}
-            ]
-        }
+        {"cameras": [{"id": "bench", "source": str(video), "target_fps": 120, "realtime": False, "loop": True}]}
     ).cameras[0]
     analysis = CameraAnalysis(config, camera, sinks=[])
     reader = SourceReader(camera.id, camera.source, realtime=False, loop=True)
@@ -100,9 +96,7 @@ def measure_pipeline(config: Config, tier: Tier, video: Path, seconds: float) ->
     return count / elapsed
 
 
-def run_benchmark(
-    config: Config, seconds: float, profile: Optional[HardwareProfile] = None
-) -> Dict[str, Any]:
+def run_benchmark(config: Config, seconds: float, profile: Optional[HardwareProfile] = None) -> Dict[str, Any]:
     profile = profile or probe()
     manifest = load_manifest(config.models_dir or DEFAULT_MODELS_DIR)
     selection = select_tiers(config.policy, profile, manifest)
@@ -112,18 +106,17 @@ def run_benchmark(
         frames = read_all_frames(str(video), limit=100)
         results = []
         for number, tier in enumerate(selection.runnable, 1):
-            # Alternate engine and pipeline runs and keep each one's best, so a burst of
-            # other load on the machine does not decide the ratio.
+            # Alternate engine and pipeline runs and report medians (the ratio is the median of
+            # each round's pair), so a burst of other load on the machine does not decide it.
             engines, pipelines = [], []
             for round_number in range(1, ROUNDS + 1):
-                _progress(
-                    f"[{number}/{len(selection.runnable)}] {tier.name}: engine alone, round {round_number}"
-                )
+                _progress(f"[{number}/{len(selection.runnable)}] {tier.name}: engine alone, round {round_number}")
                 engines.append(measure_engine(config, tier, frames, seconds))
                 _progress(f"[{number}/{len(selection.runnable)}] {tier.name}: pipeline, round {round_number}")
                 pipelines.append(measure_pipeline(config, tier, video, seconds))
-            engine = max(engines, key=lambda e: e["fps"])
-            pipeline_fps = max(pipelines)
+            engine = sorted(engines, key=lambda e: e["fps"])[len(engines) // 2]
+            pipeline_fps = float(np.median(pipelines))
+            ratio = float(np.median([p / e["fps"] for p, e in zip(pipelines, engines)]))
             results.append(
                 TierResult(
                     tier=tier.name,
@@ -132,7 +125,7 @@ def run_benchmark(
                     engine_p99_ms=round(engine["p99_ms"], 2),
                     engine_fps=round(engine["fps"], 1),
                     pipeline_fps=round(pipeline_fps, 1),
-                    pipeline_ratio=round(pipeline_fps / engine["fps"], 3),
+                    pipeline_ratio=round(ratio, 3),
                     covered_fps=round(pipeline_fps * tier.frame_skip, 1),
                 )
             )
@@ -156,10 +149,10 @@ def to_markdown(report: Dict[str, Any]) -> str:
         f"{report['seconds_per_measurement']} s per measurement; engine = the detector alone on frames in "
         "memory, "
         "batch 1; pipeline = one stream end to end (decode thread, detector, ByteTrack, analytics). "
-        f"Engine and pipeline alternate, {ROUNDS} rounds each in the same run; the best of each is shown.",
+        f"Engine and pipeline alternate, {ROUNDS} rounds each in the same run; "
+        "medians are shown (the ratio is the median of the rounds' ratios).",
         "",
-        "| tier | engine p50 ms | engine p99 ms | engine fps | pipeline fps | pipeline / engine "
-        "| covered fps |",
+        "| tier | engine p50 ms | engine p99 ms | engine fps | pipeline fps | pipeline / engine | covered fps |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in report["tiers"]:
@@ -196,11 +189,7 @@ def plot(report: Dict[str, Any], path: Path) -> None:
 
 def run_bench(args: argparse.Namespace) -> int:
     config_path = Path(args.config)
-    config = (
-        Config()
-        if config_path == DEFAULT_CONFIG_PATH and not config_path.exists()
-        else load_config(config_path)
-    )
+    config = Config() if config_path == DEFAULT_CONFIG_PATH and not config_path.exists() else load_config(config_path)
     report = run_benchmark(config, args.seconds)
     markdown = to_markdown(report)
     print(markdown)

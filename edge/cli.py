@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", dest="json_out", help="write results as JSON")
     bench.add_argument("--markdown", help="write results as a Markdown table")
     bench.add_argument("--plot", help="write a PNG plot")
-    bench.add_argument("--seconds", type=float, default=10.0, help="seconds per measurement (%(default)s)")
+    bench.add_argument("--seconds", type=float, default=3.0, help="seconds per measurement (%(default)s)")
 
     calibrate = with_config(
         sub.add_parser("calibrate", help="collect calibration frames and quantise to INT8")

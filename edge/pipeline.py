@@ -3,13 +3,15 @@ analysis → window outputs.
 
 One worker thread serves every camera so that a small device runs one model instance; it
 takes the newest due frame of each camera, batches up to the engine's batch size, times each
-stage, and hands detections to the camera's analyser. Which frames are due follows the
+stage, and hands detections to an analysis thread that runs each camera's analyser (tracking
+and analytics) in order while the worker already runs the next inference. Which frames are due follows the
 active tier: one analysed frame per `frame_skip / target_fps` seconds of source time, so the
 analysed frames cover the camera's target rate. Tier switches swap the detector between
 batches; analysers (tracker state, open windows) are kept.
 """
 
 import logging
+import queue
 import threading
 import time
 from collections import deque
@@ -105,6 +107,18 @@ class CameraRuntime:
 
 
 @dataclass
+class _AnalysisJob:
+    """One frame's detections to analyse, or (without a frame) a request to close due windows."""
+
+    camera: CameraRuntime
+    now: float
+    final: bool = False
+    frame: Optional[Frame] = None
+    detections: Optional[Detections] = None
+    seconds: float = 0.0
+
+
+@dataclass
 class CameraStats:
     camera_id: str
     processed: int
@@ -137,6 +151,9 @@ class Pipeline:
         self.error: Optional[BaseException] = None
         self.batches = 0
         self._retired: List[Detector] = []
+        # Bounded, so analysis that falls behind slows the worker instead of piling up frames.
+        self._analysis_queue: queue.Queue[Optional[_AnalysisJob]] = queue.Queue(maxsize=16)
+        self._analysis_thread: Optional[threading.Thread] = None
         # Readers set it on every new frame, so the idle worker wakes at once instead of polling.
         self._frame_ready = threading.Event()
         for camera in self.cameras:
@@ -156,6 +173,8 @@ class Pipeline:
     def start(self) -> None:
         for camera in self.cameras:
             camera.reader.start()
+        self._analysis_thread = threading.Thread(target=self._run_analysis, name="analysis", daemon=True)
+        self._analysis_thread.start()
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
         self._thread.start()
 
@@ -164,6 +183,7 @@ class Pipeline:
         self._frame_ready.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        self._finish_analysis()
         for camera in self.cameras:
             camera.reader.stop()
 
@@ -171,7 +191,10 @@ class Pipeline:
         """Wait until every (file) source is finished; True when the worker ended."""
         assert self._thread is not None
         self._thread.join(timeout)
-        return not self._thread.is_alive()
+        if self._thread.is_alive():
+            return False
+        self._finish_analysis()
+        return True
 
     @property
     def running(self) -> bool:
@@ -219,6 +242,29 @@ class Pipeline:
             log.exception("inference worker failed")
             self.error = exc
 
+    def _finish_analysis(self) -> None:
+        """Let the analysis thread drain what the worker queued, then end it."""
+        if self._analysis_thread is not None and self._analysis_thread.is_alive():
+            self._analysis_queue.put(None)
+            self._analysis_thread.join(timeout=30)
+
+    def _run_analysis(self) -> None:
+        while True:
+            job = self._analysis_queue.get()
+            if job is None:
+                return
+            try:
+                started = time.perf_counter()
+                if job.frame is not None and job.detections is not None:
+                    job.camera.analyser.update(job.frame, job.detections, job.seconds)
+                job.camera.analyser.poll(job.now, final=job.final)
+                if job.frame is not None:
+                    self.timer.add("analysis", time.perf_counter() - started)
+            except BaseException as exc:
+                log.exception("analysis failed")
+                self.error = exc
+                return
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             with self._lock:
@@ -232,12 +278,12 @@ class Pipeline:
                 if all(camera.reader.finished for camera in self.cameras):
                     for camera in self.cameras:
                         end = camera.last_timestamp if camera.last_timestamp is not None else self._clock()
-                        camera.analyser.poll(end, final=True)
+                        self._analysis_queue.put(_AnalysisJob(camera, end, final=True))
                     return
                 now = self._clock()
                 for camera in self.cameras:
                     if camera.reader.realtime:
-                        camera.analyser.poll(now)
+                        self._analysis_queue.put(_AnalysisJob(camera, now))
                 self._frame_ready.wait(0.1)
                 continue
             self._process(detector, frame_skip, batch)
@@ -257,11 +303,10 @@ class Pipeline:
         now = self._clock()
         for (camera, frame), detections in zip(batch, results):
             self.timer.add("decode", frame.decode_s)
-            a0 = time.perf_counter()
             seconds = camera.seconds_for(frame, frame_skip)
-            camera.analyser.update(frame, detections, seconds)
-            camera.analyser.poll(frame.timestamp)
-            self.timer.add("analysis", time.perf_counter() - a0)
+            self._analysis_queue.put(
+                _AnalysisJob(camera, frame.timestamp, frame=frame, detections=detections, seconds=seconds)
+            )
             camera.processed += 1
             camera.last_index = frame.index
             camera.last_timestamp = frame.timestamp
