@@ -17,21 +17,14 @@ INT8 for YOLO comes from TensorRT calibration on the device (`video-analysis cal
 """
 
 import argparse
-import hashlib
 import json
 import shutil
 from pathlib import Path
 from typing import Dict, List, Tuple
 
+from edge.models import sha256_of
+
 MODELS_DIR = Path(__file__).resolve().parent
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def class_names(names: object) -> List[str]:
