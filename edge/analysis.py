@@ -6,6 +6,7 @@ spool, the demo's printer). The tracker and the open windows live here, not in t
 pipeline, so a tier switch (another detector, another frame-skip) keeps them.
 """
 
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -18,8 +19,18 @@ from edge.tracking import ByteTracker, TrackerParams
 
 # (kind, camera_id, window, body): kind is "counts" or "heatmap".
 WindowSink = Callable[[str, str, Any, Dict[str, Any]], None]
-# The pipeline-side fields of a counts body for a camera: fps, tier, dropped.
-StatusSource = Callable[[str], Dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class WindowStatus:
+    """The pipeline-side fields of a counts body for a camera."""
+
+    fps: float
+    tier: str
+    dropped: int
+
+
+StatusSource = Callable[[str], WindowStatus]
 
 
 class CameraAnalysis:
@@ -56,7 +67,7 @@ class CameraAnalysis:
             self._final_closed = True
             now = now + max(self.analytics.counts_window_s, self.analytics.heatmap_window_s)
         closed = self.analytics.close_due(now)
-        status = self.status(self.camera.id) if self.status else {"fps": 0.0, "tier": "", "dropped": 0}
+        status = self.status(self.camera.id) if self.status else WindowStatus(0.0, "", 0)
         for window in closed.counts:
             self.counts.append(window)
             body = window.body(

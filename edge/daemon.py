@@ -24,7 +24,7 @@ import cv2
 
 from edge import __version__
 from edge.accuracy import PrecisionDecision
-from edge.analysis import CameraAnalysis, WindowSink
+from edge.analysis import CameraAnalysis, WindowSink, WindowStatus
 from edge.calibration import load_guarded_detector
 from edge.config import Config, load_config
 from edge.engines import Detector, EngineOptions, create_detector
@@ -75,13 +75,19 @@ def load_tier_detector(config: Config, tier: Tier, max_batch: int) -> Detector:
     return create_detector(tier.engine, model, tier_options(config, tier, max_batch))
 
 
+def _log_progress(message: str) -> None:
+    log.info("calibration: %s", message)
+
+
 def load_guarded_tier_detector(
-    config: Config, tier: Tier, max_batch: int
+    config: Config, tier: Tier, max_batch: int, progress: Callable[[str], None] = _log_progress
 ) -> Tuple[Detector, PrecisionDecision]:
     """The detector the daemon runs: INT8 is calibrated on this device's calibration set and
     used only when it agrees with FP32 above `calibration.agreement_floor`; else FP32."""
     model = load_manifest(config.models_dir or DEFAULT_MODELS_DIR)[tier.model]
-    detector, decision = load_guarded_detector(config, tier, model, tier_options(config, tier, max_batch))
+    detector, decision = load_guarded_detector(
+        config, tier, model, tier_options(config, tier, max_batch), progress=progress
+    )
     log.info("precision for %s: %s (%s)", tier.name, decision.chosen, decision.reason)
     return detector, decision
 
@@ -120,6 +126,7 @@ class Appliance:
         profile: Optional[HardwareProfile] = None,
         publish: bool = True,
         on_tier_change: Optional[Callable[[TierChange], None]] = None,
+        progress: Callable[[str], None] = _log_progress,
     ) -> None:
         if not config.cameras:
             raise ConfigError("config: cameras: at least one camera is needed to run")
@@ -140,9 +147,7 @@ class Appliance:
             self.profile.fingerprint(),
         )
         target = sum(camera.target_fps for camera in config.cameras)
-        self.controller = AdaptiveController(
-            self.selection.runnable, capacities, target, config.policy, clock
-        )
+        self.controller = AdaptiveController(self.selection.runnable, capacities, target, config.policy, clock)
         self.tier_history: List[TierEvent] = [TierEvent(self.controller.start_change, 0.0)]
         self._on_tier_change = on_tier_change
         log.info("%s", self.controller.start_change)
@@ -152,36 +157,30 @@ class Appliance:
         self.spool: Optional[Spool] = None
         if publish:
             self.spool = Spool.from_config(config)
-            self.publisher = Publisher(
-                config, self.spool, self.boot_id, clock, telemetry_source=self.telemetry
-            )
+            self.publisher = Publisher(config, self.spool, self.boot_id, clock, telemetry_source=self.telemetry)
         sinks = [s for s in (sink, self._publish_window if self.publisher else None) if s is not None]
         self.analyses: Dict[str, CameraAnalysis] = {}
         cameras = []
         for camera in config.cameras:
             analysis = CameraAnalysis(config, camera, sinks, status=self._window_status)
             self.analyses[camera.id] = analysis
-            reader = SourceReader(
-                camera.id, camera.source, realtime=camera.realtime, loop=camera.loop, clock=clock
-            )
+            reader = SourceReader(camera.id, camera.source, realtime=camera.realtime, loop=camera.loop, clock=clock)
             cameras.append((camera, reader, analysis))
         self.max_batch = min(config.detector.max_batch, len(config.cameras))
-        detector, self.precision = load_guarded_tier_detector(config, self.controller.tier, self.max_batch)
-        self.pipeline = Pipeline(
-            cameras, detector, self.controller.tier.frame_skip, clock, config.policy.window_s
-        )
+        detector, self.precision = load_guarded_tier_detector(config, self.controller.tier, self.max_batch, progress)
+        self.pipeline = Pipeline(cameras, detector, self.controller.tier.frame_skip, clock, config.policy.window_s)
         self._detector_busy_s = 0.0
         self._pipeline_stopped = False
         self._loading: Optional[threading.Thread] = None
         self._loading_error: Optional[VideoAnalysisError] = None
 
     # --- wiring --------------------------------------------------------------------------
-    def _window_status(self, camera_id: str) -> Dict[str, Any]:
-        """The pipeline-side fields of a counts body (fps, target, tier, frames, dropped)."""
+    def _window_status(self, camera_id: str) -> WindowStatus:
+        """The pipeline-side fields of a counts body: covered fps, tier, dropped frames."""
         for stats in self.pipeline.stats():
             if stats.camera_id == camera_id:
-                return {"fps": stats.covered_fps, "tier": self.controller.tier.name, "dropped": stats.dropped}
-        return {"fps": 0.0, "tier": self.controller.tier.name, "dropped": 0}
+                return WindowStatus(stats.covered_fps, self.controller.tier.name, stats.dropped)
+        return WindowStatus(0.0, self.controller.tier.name, 0)
 
     def _publish_window(self, kind: str, camera_id: str, window: Any, body: Dict[str, Any]) -> None:
         assert self.publisher is not None

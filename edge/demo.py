@@ -83,9 +83,7 @@ def demo_config(scenes: List[Scene], videos: List[Path], out: Path, port: int, s
                 "realtime": True,
                 "loop": seconds > scene.duration_s,
                 "lines": [{"id": line.id, "points": [list(p) for p in line.points]} for line in scene.lines],
-                "zones": [
-                    {"id": zone.id, "polygon": [list(p) for p in zone.polygon]} for zone in scene.zones
-                ],
+                "zones": [{"id": zone.id, "polygon": [list(p) for p in zone.polygon]} for zone in scene.zones],
             }
         )
     return parse_config(
@@ -146,10 +144,17 @@ def run_demo(args: argparse.Namespace) -> int:
         if not ingest.wait_subscribed(10):
             raise ConfigError(f"the aggregator's ingest could not subscribe on 127.0.0.1:{port}")
         config = demo_config(scenes, [videos[s.name] for s in scenes], out, port, args.seconds)
-        appliance = Appliance(config, sink=_print_counts, on_tier_change=_print_tier)
+        print("  preparing INT8 for this machine (calibration and the accuracy guard; cached after the first run)")
+        appliance = Appliance(
+            config,
+            sink=_print_counts,
+            on_tier_change=_print_tier,
+            progress=lambda message: print(f"    {message}", flush=True),
+        )
         print(
             f"  device: {appliance.profile.platform}, {appliance.profile.cpu_cores} cores; "
-            f"{len(appliance.selection.runnable)} runnable tier(s); running {args.seconds:.0f} s",
+            f"{len(appliance.selection.runnable)} runnable tier(s); precision {appliance.precision.chosen} "
+            f"({appliance.precision.reason}); running {args.seconds:.0f} s",
             flush=True,
         )
         appliance.start()

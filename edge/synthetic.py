@@ -136,16 +136,11 @@ def load_sprites() -> Tuple[Sprite, ...]:
         import matplotlib.image
         from skimage import data
     except ImportError as exc:
-        raise ConfigError(
-            f"synthetic scenes need the demo extra (pip install 'video-analysis[demo]'): {exc}"
-        ) from None
+        raise ConfigError(f"synthetic scenes need the demo extra (pip install 'video-analysis[demo]'): {exc}") from None
     astronaut = data.astronaut()
-    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as handle:
-        hopper = matplotlib.image.imread(handle, format="jpg")
+    hopper = matplotlib.image.imread(str(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
     base = [_cutout(astronaut, 20, 10, 370, 512), _cutout(hopper, 30, 20, 500, 600)]
-    mirrored = [
-        Sprite(np.ascontiguousarray(s.rgb[:, ::-1]), np.ascontiguousarray(s.alpha[:, ::-1])) for s in base
-    ]
+    mirrored = [Sprite(np.ascontiguousarray(s.rgb[:, ::-1]), np.ascontiguousarray(s.alpha[:, ::-1])) for s in base]
     return tuple(base + mirrored)
 
 
@@ -341,17 +336,13 @@ def standard_scenes(width: int = 640, height: int = 360, fps: float = 10.0) -> L
             # walks up to the door and turns back: no count
             _walk(3, 2, near_h, 11.0, [(0, 0.06, near_y), (3, 0.40, near_y), (3, 0.06, near_y)]),
             # out, lingers in the queue zone, leaves to the right
-            _walk(
-                4, 3, far_h, 10.0, [(0, 0.06, far_y), (5, 0.72, far_y), (5, 0.76, far_y), (2, 0.94, far_y)]
-            ),
+            _walk(4, 3, far_h, 10.0, [(0, 0.06, far_y), (5, 0.72, far_y), (5, 0.76, far_y), (2, 0.94, far_y)]),
         ),
     )
     walkers = []
     for k in range(4):
         walkers.append(_walk(10 + k, 1 + 2 * (k % 2), far_h, 4.0 * k, [(0, 0.06, far_y), (8, 0.94, far_y)]))
-        walkers.append(
-            _walk(20 + k, 2 * (k % 2), near_h, 1.0 + 4.0 * k, [(0, 0.94, near_y), (7, 0.06, near_y)])
-        )
+        walkers.append(_walk(20 + k, 2 * (k % 2), near_h, 1.0 + 4.0 * k, [(0, 0.94, near_y), (7, 0.06, near_y)]))
     plaza_b = Scene(
         name="plaza-b",
         width=width,
@@ -372,9 +363,7 @@ def write_scene(scene: Scene, out_dir: Path) -> Path:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     video_path = out_dir / f"{scene.name}.mp4"
-    writer = cv2.VideoWriter(
-        str(video_path), cv2.VideoWriter_fourcc(*"mp4v"), scene.fps, (scene.width, scene.height)
-    )
+    writer = cv2.VideoWriter(str(video_path), cv2.VideoWriter.fourcc(*"mp4v"), scene.fps, (scene.width, scene.height))
     if not writer.isOpened():
         raise ConfigError(f"{video_path}: cannot write video (OpenCV has no mp4v encoder)")
     try:
