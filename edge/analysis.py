@@ -71,10 +71,10 @@ class CameraAnalysis:
         for window in closed.counts:
             self.counts.append(window)
             body = window.body(
-                fps=status["fps"],
+                fps=status.fps,
                 target_fps=self.camera.target_fps,
-                tier=status["tier"],
-                dropped=status["dropped"],
+                tier=status.tier,
+                dropped=status.dropped,
             )
             for sink in self.sinks:
                 sink("counts", self.camera.id, window.window, body)
