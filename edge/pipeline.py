@@ -239,8 +239,20 @@ class Pipeline:
         try:
             self._loop()
         except BaseException as exc:  # surfaced to the daemon, which decides to exit or restart
-            log.exception("inference worker failed")
-            self.error = exc
+            if self.error is None:
+                log.exception("inference worker failed")
+                self.error = exc
+
+    def _queue_analysis(self, job: "_AnalysisJob") -> None:
+        """Hand a job to the analysis thread; if that thread has died, stop the worker too
+        (its error is in `self.error`) rather than wait on a queue nobody empties."""
+        while True:
+            try:
+                self._analysis_queue.put(job, timeout=0.5)
+                return
+            except queue.Full:
+                if self._analysis_thread is None or not self._analysis_thread.is_alive():
+                    raise RuntimeError("the analysis thread has stopped") from self.error
 
     def _finish_analysis(self) -> None:
         """Let the analysis thread drain what the worker queued, then end it."""
@@ -278,12 +290,12 @@ class Pipeline:
                 if all(camera.reader.finished for camera in self.cameras):
                     for camera in self.cameras:
                         end = camera.last_timestamp if camera.last_timestamp is not None else self._clock()
-                        self._analysis_queue.put(_AnalysisJob(camera, end, final=True))
+                        self._queue_analysis(_AnalysisJob(camera, end, final=True))
                     return
                 now = self._clock()
                 for camera in self.cameras:
                     if camera.reader.realtime:
-                        self._analysis_queue.put(_AnalysisJob(camera, now))
+                        self._queue_analysis(_AnalysisJob(camera, now))
                 self._frame_ready.wait(0.1)
                 continue
             self._process(detector, frame_skip, batch)
@@ -304,7 +316,7 @@ class Pipeline:
         for (camera, frame), detections in zip(batch, results):
             self.timer.add("decode", frame.decode_s)
             seconds = camera.seconds_for(frame, frame_skip)
-            self._analysis_queue.put(
+            self._queue_analysis(
                 _AnalysisJob(camera, frame.timestamp, frame=frame, detections=detections, seconds=seconds)
             )
             camera.processed += 1

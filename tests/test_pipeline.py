@@ -46,3 +46,25 @@ def test_detect_on_an_unreachable_rtsp_camera_exits_4(capsys: pytest.CaptureFixt
     assert main(["detect", "rtsp://127.0.0.1:9/stream"]) == 4
     err = capsys.readouterr().err.strip()
     assert err == "video-analysis: error: rtsp://127.0.0.1:9/stream: cannot open rtsp source"
+
+
+class _BrokenAnalyser:
+    def update(self, frame, detections, seconds) -> None:
+        raise ValueError("analytics bug")
+
+    def poll(self, now: float, final: bool = False) -> None:
+        pass
+
+
+def test_an_analysis_failure_stops_the_pipeline_with_the_error(tmp_path: Path) -> None:
+    scene = standard_scenes()[0]
+    video = write_scene(scene, tmp_path)
+    config = parse_config({"cameras": [{"id": "c", "source": str(video), "realtime": False}]})
+    camera = config.cameras[0]
+    tier = Tier(0, "ssdlite-mobilenetv2-pedestrian", "int8", "onnxruntime", 300, 1)
+    reader = SourceReader(camera.id, camera.source, realtime=False)
+    pipeline = Pipeline([(camera, reader, _BrokenAnalyser())], load_tier_detector(config, tier, 1))
+    pipeline.start()
+    assert pipeline.join(timeout=60), "the worker hung on a dead analysis thread"
+    pipeline.stop()
+    assert isinstance(pipeline.error, ValueError)
