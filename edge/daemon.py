@@ -36,7 +36,7 @@ from edge.pipeline import Pipeline
 from edge.policy import AdaptiveController, TierChange
 from edge.publisher import Publisher
 from edge.sources import SourceReader
-from edge.spool import Spool
+from edge.spool import Spool, SpoolError
 from edge.tiers import MeasurementCache, Tier, default_cache_path, predict_capacities, select_tiers
 
 log = logging.getLogger(__name__)
@@ -171,6 +171,7 @@ class Appliance:
         self.pipeline = Pipeline(cameras, detector, self.controller.tier.frame_skip, clock, config.policy.window_s)
         self._detector_busy_s = 0.0
         self._pipeline_stopped = False
+        self.spool_errors = 0
         self._loading: Optional[threading.Thread] = None
         self._loading_error: Optional[VideoAnalysisError] = None
 
@@ -184,7 +185,13 @@ class Appliance:
 
     def _publish_window(self, kind: str, camera_id: str, window: Any, body: Dict[str, Any]) -> None:
         assert self.publisher is not None
-        self.publisher.submit(kind, camera_id, window, body)
+        try:
+            self.publisher.submit(kind, camera_id, window, body)
+        except SpoolError as exc:
+            # Disk full or unwritable: what is already spooled stays; this window is lost, and
+            # says so in the log and in telemetry rather than stopping the analysis.
+            self.spool_errors += 1
+            log.error("%s (%s window of %s not stored)", exc, kind, camera_id)
 
     def telemetry(self) -> Dict[str, Any]:
         status = self.controller.status()
@@ -196,6 +203,7 @@ class Appliance:
             "target_fps": status.target_fps,
             "tier_changes": [event.change.to_dict() for event in self.tier_history[-5:]],
             "precision": self.precision.to_dict(),
+            "spool_write_errors": self.spool_errors,
             "cameras": {s.camera_id: s.__dict__ for s in self.pipeline.stats()},
             "latency_ms": self.pipeline.timer.percentiles_ms(),
             "temperature_c": read_temperature_c(),
