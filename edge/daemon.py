@@ -16,7 +16,6 @@ import signal
 import socket
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -27,7 +26,7 @@ from edge.accuracy import PrecisionDecision
 from edge.analysis import CameraAnalysis, WindowSink, WindowStatus
 from edge.calibration import load_guarded_detector
 from edge.config import Config, load_config
-from edge.engines import Detector, EngineOptions, create_detector
+from edge.engines import Detector, EngineOptions, create_detector, detect
 from edge.errors import ConfigError, VideoAnalysisError
 from edge.hardware import HardwareProfile, probe, read_memory_percent, read_temperature_c
 from edge.messages import new_boot_id
@@ -99,20 +98,13 @@ def measure_tier(config: Config, tier: Tier, frames: int = 20) -> float:
     detector = load_tier_detector(config, tier, max_batch=1)
     try:
         image = np.random.default_rng(0).integers(0, 255, (360, 640, 3), dtype=np.uint8)
-        detector.postprocess(detector.infer(detector.preprocess([image])), detector.preprocess([image]))
+        detect(detector, [image])  # warm-up: first-run allocations are not the tier's speed
         started = time.perf_counter()
         for _ in range(frames):
-            batch = detector.preprocess([image])
-            detector.postprocess(detector.infer(batch), batch)
+            detect(detector, [image])
         return frames / (time.perf_counter() - started)
     finally:
         detector.close()
-
-
-@dataclass
-class TierEvent:
-    change: TierChange
-    fps: float
 
 
 class Appliance:
@@ -148,7 +140,7 @@ class Appliance:
         )
         target = sum(camera.target_fps for camera in config.cameras)
         self.controller = AdaptiveController(self.selection.runnable, capacities, target, config.policy, clock)
-        self.tier_history: List[TierEvent] = [TierEvent(self.controller.start_change, 0.0)]
+        self.tier_history: List[TierChange] = [self.controller.start_change]
         self._on_tier_change = on_tier_change
         log.info("%s", self.controller.start_change)
         if on_tier_change is not None:
@@ -169,7 +161,6 @@ class Appliance:
         self.max_batch = min(config.detector.max_batch, len(config.cameras))
         detector, self.precision = load_guarded_tier_detector(config, self.controller.tier, self.max_batch, progress)
         self.pipeline = Pipeline(cameras, detector, self.controller.tier.frame_skip, clock, config.policy.window_s)
-        self._detector_busy_s = 0.0
         self._pipeline_stopped = False
         self.spool_errors = 0
         self._loading: Optional[threading.Thread] = None
@@ -201,7 +192,7 @@ class Appliance:
             "tier_level": status.level,
             "effective_fps": status.effective_fps,
             "target_fps": status.target_fps,
-            "tier_changes": [event.change.to_dict() for event in self.tier_history[-5:]],
+            "tier_changes": [change.to_dict() for change in self.tier_history[-5:]],
             "precision": self.precision.to_dict(),
             "spool_write_errors": self.spool_errors,
             "cameras": {s.camera_id: s.__dict__ for s in self.pipeline.stats()},
@@ -243,8 +234,7 @@ class Appliance:
 
     def _apply(self, change: TierChange) -> None:
         log.info("%s", change)
-        stats = self.pipeline.stats()
-        self.tier_history.append(TierEvent(change, sum(s.covered_fps for s in stats)))
+        self.tier_history.append(change)
         if self._on_tier_change is not None:
             self._on_tier_change(change)
         self._loading_error = None

@@ -248,13 +248,12 @@ def _summary(
         )
         if heatmap_png.exists():
             print(f"    heatmap: {heatmap_png}")
-    spool = telemetry.get("cameras", {})
     print(
         f"  MQTT: {len(stored)} messages stored by the aggregator "
         f"({ingest_stats.duplicates} duplicates removed), spool {'drained' if delivered else 'NOT drained'}"
     )
     print(f"  latency ms: {json.dumps(telemetry['latency_ms'])}")
-    return {"cameras": cameras, "telemetry": telemetry, "stored_messages": len(stored), "pipeline": spool}
+    return {"cameras": cameras, "telemetry": telemetry, "stored_messages": len(stored)}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,7 +21,7 @@ from edge.config import DEFAULT_CONFIG_PATH, Config, TierConfig, load_config
 from edge.engines import Detections, EngineOptions, create_detector, detect
 from edge.errors import ConfigError, SourceError
 from edge.models import DEFAULT_MODELS_DIR, get_model
-from edge.sources import classify, open_capture
+from edge.sources import classify, frames_of, open_capture
 
 log = logging.getLogger(__name__)
 
@@ -53,19 +53,6 @@ def choose_tier(config: Config, index: Optional[int], platform: str = DEFAULT_PL
     return tiers[chosen]
 
 
-def read_stream(url: str) -> Iterator[np.ndarray]:
-    """Frames of a live source (RTSP, V4L2, GStreamer) until it ends; SourceError when it
-    cannot be opened."""
-    capture = open_capture(url)
-    try:
-        ok, frame = capture.read()
-        while ok:
-            yield cast(np.ndarray, frame)
-            ok, frame = capture.read()
-    finally:
-        capture.release()
-
-
 def read_frames(path: Path) -> Iterator[np.ndarray]:
     """BGR frames of an image (one) or a video file; SourceError when it is neither."""
     if not path.is_file():
@@ -79,16 +66,12 @@ def read_frames(path: Path) -> Iterator[np.ndarray]:
     if image is not None:
         yield cast(np.ndarray, image)
         return
-    capture = cv2.VideoCapture(str(path))
-    try:
-        ok, frame = capture.read() if capture.isOpened() else (False, None)
-        if not ok:
-            raise SourceError(f"{path}: not an image or a video that OpenCV can decode")
-        while ok:
-            yield cast(np.ndarray, frame)
-            ok, frame = capture.read()
-    finally:
-        capture.release()
+    frames = frames_of(cv2.VideoCapture(str(path)))
+    first = next(frames, None)
+    if first is None:
+        raise SourceError(f"{path}: not an image or a video that OpenCV can decode")
+    yield first
+    yield from frames
 
 
 def _batches(frames: Iterator[np.ndarray], size: int) -> Iterator[List[np.ndarray]]:
@@ -128,7 +111,8 @@ def run_detect(args: argparse.Namespace) -> int:
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     config = load_detect_config(Path(args.config))
     tier = choose_tier(config, args.tier)
-    frames = read_stream(args.path) if classify(args.path) != "file" else read_frames(Path(args.path))
+    live = classify(args.path) != "file"
+    frames = frames_of(open_capture(args.path)) if live else read_frames(Path(args.path))
     first = next(frames)  # opens the source before the model loads: a bad file fails fast
     model = get_model(tier.model, config.models_dir or DEFAULT_MODELS_DIR)
     options = EngineOptions(

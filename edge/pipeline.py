@@ -79,7 +79,6 @@ class CameraRuntime:
     analyser: FrameAnalyser
     processed: int = 0
     skipped: int = 0  # frames read but not due under the frame-skip/target pacing
-    last_index: int = -1
     last_timestamp: Optional[float] = None
     processed_times: Deque[float] = field(default_factory=lambda: deque(maxlen=256))
 
@@ -320,7 +319,6 @@ class Pipeline:
                 _AnalysisJob(camera, frame.timestamp, frame=frame, detections=detections, seconds=seconds)
             )
             camera.processed += 1
-            camera.last_index = frame.index
             camera.last_timestamp = frame.timestamp
             camera.processed_times.append(now)
         self.batches += 1

@@ -7,12 +7,13 @@ takes frames (no drops: for tests, calibration and benchmarks). Live sources rec
 exponential backoff; a one-shot command gets a SourceError instead.
 """
 
+import itertools
 import logging
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, Iterator, List, Optional
 
 import cv2
 import numpy as np
@@ -248,16 +249,21 @@ class SourceReader:
             index += 1
 
 
-def read_all_frames(path: str, limit: Optional[int] = None) -> List[np.ndarray]:
-    """Every frame of a video file (one-shot commands); SourceError when it cannot be read."""
-    capture = open_capture(path)
-    frames = []
+def frames_of(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
+    """The frames of an opened capture until it ends; the capture is released after."""
     try:
-        while limit is None or len(frames) < limit:
+        ok, image = capture.read()
+        while ok:
+            yield image
             ok, image = capture.read()
-            if not ok:
-                break
-            frames.append(image)
     finally:
         capture.release()
-    return frames
+
+
+def read_all_frames(path: str, limit: Optional[int] = None) -> List[np.ndarray]:
+    """Every frame of a video file (one-shot commands); SourceError when it cannot be read."""
+    frames = frames_of(open_capture(path))
+    try:
+        return list(itertools.islice(frames, limit))
+    finally:
+        frames.close()

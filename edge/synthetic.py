@@ -11,7 +11,8 @@ No randomness at render time except sensor noise seeded by the frame index: the 
 renders the same pixels on every machine.
 """
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -186,8 +187,6 @@ def _background(width: int, height: int, seed: int) -> np.ndarray:
         cv2.line(image, (0, int(y)), (width, int(y)), (120, 128, 132), 1)
         y += step
         step *= 1.25
-    mask = np.zeros((height, width), np.uint8)
-    mask[:horizon] = 255
     return image
 
 
@@ -226,6 +225,8 @@ def _paste(frame: np.ndarray, sprite: Sprite, box: Tuple[float, float, float, fl
     frame[fy1:fy2, fx1:fx2] = (a * rgb[sy1:sy2, sx1:sx2] + (1 - a) * region).astype(np.uint8)
 
 
+# The ground truth's geometry is written here on purpose, apart from edge/analytics.py: the
+# counting tests compare the two, so they must not share the code under test.
 def side_of_line(line: Tuple[Point, Point], point: Point) -> float:
     """Signed side in image coordinates (y down): > 0 on the right looking from the first
     point to the second, < 0 on the left."""
@@ -319,16 +320,13 @@ def standard_scenes(width: int = 640, height: int = 360, fps: float = 10.0) -> L
     sprites: the small astronaut above another person is often missed by the default model."""
     far_y, far_h = LANE_FAR
     near_y, near_h = LANE_NEAR
-    plaza_a = Scene(
-        name="plaza-a",
-        width=width,
-        height=height,
-        fps=fps,
-        duration_s=24.0,
-        seed=1,
-        lines=(DOOR,),
-        zones=(QUEUE,),
-        walkers=(
+
+    def plaza(name: str, walkers: Sequence[Walker]) -> Scene:
+        return Scene(name, width, height, fps, 24.0, tuple(walkers), lines=(DOOR,), zones=(QUEUE,), seed=1)
+
+    plaza_a = plaza(
+        "plaza-a",
+        (
             # out through the door, passing through the queue zone
             _walk(1, 1, far_h, 0.0, [(0, 0.06, far_y), (8, 0.94, far_y)]),
             # in through the door, passing through the queue zone
@@ -343,24 +341,11 @@ def standard_scenes(width: int = 640, height: int = 360, fps: float = 10.0) -> L
     for k in range(4):
         walkers.append(_walk(10 + k, 1 + 2 * (k % 2), far_h, 4.0 * k, [(0, 0.06, far_y), (8, 0.94, far_y)]))
         walkers.append(_walk(20 + k, 2 * (k % 2), near_h, 1.0 + 4.0 * k, [(0, 0.94, near_y), (7, 0.06, near_y)]))
-    plaza_b = Scene(
-        name="plaza-b",
-        width=width,
-        height=height,
-        fps=fps,
-        duration_s=24.0,
-        seed=1,
-        lines=(DOOR,),
-        zones=(QUEUE,),
-        walkers=tuple(walkers),
-    )
-    return [plaza_a, plaza_b]
+    return [plaza_a, plaza("plaza-b", walkers)]
 
 
 def write_scene(scene: Scene, out_dir: Path) -> Path:
     """Write the scene as an MP4 (mp4v) and its ground truth as JSON; returns the video path."""
-    import json
-
     out_dir.mkdir(parents=True, exist_ok=True)
     video_path = out_dir / f"{scene.name}.mp4"
     writer = cv2.VideoWriter(str(video_path), cv2.VideoWriter.fourcc(*"mp4v"), scene.fps, (scene.width, scene.height))
@@ -385,18 +370,3 @@ def write_scene(scene: Scene, out_dir: Path) -> Path:
         )
     )
     return video_path
-
-
-@dataclass
-class SceneSet:
-    """Scenes written to a directory, for sources that read files."""
-
-    directory: Path
-    videos: Dict[str, Path] = field(default_factory=dict)
-
-
-def write_standard_scenes(out_dir: Path, count: Optional[int] = None) -> SceneSet:
-    scene_set = SceneSet(out_dir)
-    for scene in standard_scenes()[:count]:
-        scene_set.videos[scene.name] = write_scene(scene, out_dir)
-    return scene_set
