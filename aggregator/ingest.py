@@ -23,7 +23,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from aggregator.store import IngestStore
-from edge.messages import (
+from contract.wire import (
     Ack,
     DataMessage,
     MessageError,

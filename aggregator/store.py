@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.messages import DataMessage
+from contract.wire import DataMessage
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (

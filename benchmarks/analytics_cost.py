@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from edge.analytics import CameraAnalytics, LineSpec, ZoneSpec  # noqa: E402
-from edge.engines.base import Detections  # noqa: E402
-from edge.tracking import ByteTracker, TrackerParams  # noqa: E402
+from edge.core.analytics import CameraAnalytics, LineSpec, ZoneSpec  # noqa: E402
+from edge.core.tracking import ByteTracker, TrackerParams  # noqa: E402
+from edge.detection.engines.base import Detections  # noqa: E402
 
 W, H, FPS = 1280, 720, 10.0
 BUDGET_MS = 1.0

@@ -1,7 +1,7 @@
 """ONNX Runtime INT8 vs FP32 for the default model at 300x300, batch 1, measured side by side.
 
 Two INT8 models are compared with FP32 in the same run: the one committed in models/ (the
-manifest's `int8` file) and the one the appliance makes itself (edge.quantize on the held-in
+manifest's `int8` file) and the one the appliance makes itself (edge.detection.int8.quantize on the held-in
 part of the built-in calibration set). Latency is the `infer` stage only (the model), with the
 three models interleaved round by round so machine load affects them alike; the ratio is FP32
 median / INT8 median. Agreement is the accuracy guard's figure: mAP@0.5 of INT8 detections with
@@ -27,11 +27,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from edge.accuracy import compare  # noqa: E402
-from edge.calibration import quantize_for, with_int8_file  # noqa: E402
-from edge.calibration_data import ensure_builtin_set, load_images  # noqa: E402
-from edge.engines import EngineOptions, create_detector, detect  # noqa: E402
-from edge.models import get_model  # noqa: E402
+from edge.core.accuracy import compare  # noqa: E402
+from edge.detection.engines import EngineOptions, create_detector, detect  # noqa: E402
+from edge.detection.int8.guard import quantize_for, with_int8_file  # noqa: E402
+from edge.detection.int8.sets import ensure_builtin_set, load_images  # noqa: E402
+from edge.detection.manifest import get_model  # noqa: E402
 
 MODEL = "ssdlite-mobilenetv2-pedestrian"
 HOLDOUT = 0.2
@@ -69,7 +69,7 @@ def main() -> int:
         "int8 (committed)": create_detector(
             "onnxruntime", model, EngineOptions(**{**options.__dict__, "precision": "int8"})
         ),
-        "int8 (edge.quantize)": create_detector(
+        "int8 (edge.detection.int8.quantize)": create_detector(
             "onnxruntime",
             with_int8_file(model, local.path),
             EngineOptions(**{**options.__dict__, "precision": "int8"}),

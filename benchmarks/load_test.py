@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 from edge.config import parse_config
-from edge.daemon import Appliance
-from edge.synthetic import standard_scenes, write_scene
+from edge.devkit.synthetic import standard_scenes, write_scene
+from edge.runtime.appliance import Appliance
 
 BUSY = (
     "import multiprocessing as m\ndef spin():\n    while True: pass\nif __name__ == '__main__':\n"

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
 from edge.config import PolicyConfig, TierConfig
-from edge.policy import AdaptiveController, TierChange
-from edge.tiers import Tier
+from edge.core.policy import AdaptiveController, TierChange
+from edge.device.tiers import tier_from_config
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -79,7 +79,7 @@ def simulate(
     policy = policy or PolicyConfig()
     rng = random.Random(seed)
     clock = SimClock()
-    runnable = [Tier.from_config(index, tier) for index, tier in enumerate(tiers)]
+    runnable = [tier_from_config(index, tier) for index, tier in enumerate(tiers)]
     predicted = list(predicted_capacities or true_capacities)
     controller = AdaptiveController(runnable, predicted, target_fps, policy, clock)
     frames = 0.0

@@ -27,8 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from aggregator.store import IngestStore  # noqa: E402
-from edge.publisher import Publisher  # noqa: E402
-from edge.spool import Spool  # noqa: E402
+from edge.delivery.publisher import Publisher  # noqa: E402
+from edge.delivery.spool import Spool  # noqa: E402
 from tests.mqtt_fixtures import Mosquitto, counts_body, heatmap_body, make_config  # noqa: E402
 
 INGEST_CHILD = """

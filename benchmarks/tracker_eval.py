@@ -26,8 +26,8 @@ np.asfarray = lambda a, dtype=np.float64: np.asarray(a, dtype=dtype)  # type: ig
 import motmetrics  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from edge.engines.base import Detections  # noqa: E402
-from edge.tracking import ByteTracker, TrackerParams  # noqa: E402
+from edge.core.tracking import ByteTracker, TrackerParams  # noqa: E402
+from edge.detection.engines.base import Detections  # noqa: E402
 
 FPS = 25.0
 DATA = Path(motmetrics.__file__).parent / "data"
@@ -198,7 +198,7 @@ def markdown(results: List[dict], command: str, params: TrackerParams) -> str:
         f"Command: `{command}`. Ground truth: the real pedestrian annotations py-motmetrics ships",
         "(TUD-Campus, TUD-Stadtmitte; 25 FPS), fed as detections after seeded corruption; every",
         "tracker gets the same detections; motmetrics scores all (IoU >= 0.5); means over seeds.",
-        f"`ours` = edge.tracking.ByteTracker with the default config ({asdict(params)});",
+        f"`ours` = edge.core.tracking.ByteTracker with the default config ({asdict(params)});",
         "`ours, no coast` = the same with coast_s = 0, i.e. reporting only tracks matched in the frame,",
         "as ByteTrack does; `sv` = supervision.ByteTrack with the same thresholds and a 1 s buffer.",
         "IDsw = identity switches. Ratios are ours / sv.",

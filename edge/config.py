@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Tuple, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from edge.errors import ConfigError
+from edge.core.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/video-analysis/config.yaml")
 Point = Tuple[float, float]

@@ -22,7 +22,7 @@ import shutil
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from edge.models import sha256_of
+from edge.detection.manifest import sha256_of
 
 MODELS_DIR = Path(__file__).resolve().parent
 

@@ -137,7 +137,7 @@ def quantize(fp32_path: Path, int8_path: Path, frames: np.ndarray) -> None:
 def median_latencies_ms(paths: List[Path], runs: int = 300) -> Tuple[float, ...]:
     """Median ms per frame (batch 1) of each model, measured interleaved so that both see the
     same machine load (this machine is shared with other work)."""
-    from edge.engines.onnxruntime import session_options
+    from edge.detection.engines.onnxruntime import session_options
 
     sessions = [
         ort.InferenceSession(str(path), sess_options=session_options(), providers=["CPUExecutionProvider"])
@@ -156,8 +156,8 @@ def median_latencies_ms(paths: List[Path], runs: int = 300) -> Tuple[float, ...]
 
 def best_boxes(path: Path) -> List[str]:
     """Best person box per photograph, for a quick FP32 / INT8 comparison."""
-    from edge.anchors import ssd_anchors
-    from edge.postprocess import PostprocessSettings, postprocess_ssd
+    from edge.detection.anchors import ssd_anchors
+    from edge.detection.postprocess import PostprocessSettings, postprocess_ssd
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     lines = []

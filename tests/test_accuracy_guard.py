@@ -6,12 +6,12 @@ import logging
 import numpy as np
 import pytest
 
-from edge.accuracy import AgreementReport, agreement_map, average_precision, compare, judge, recall
-from edge.calibration import load_guarded_detector
-from edge.calibration_data import CandidateFrame, write_set
 from edge.config import Config, TierConfig
-from edge.engines.base import Detections
-from edge.models import get_model
+from edge.core.accuracy import AgreementReport, agreement_map, average_precision, compare, judge, recall
+from edge.core.detections import Detections
+from edge.detection.int8.guard import load_guarded_detector
+from edge.detection.int8.sets import CandidateFrame, write_set
+from edge.detection.manifest import get_model
 
 MODEL = "ssdlite-mobilenetv2-pedestrian"
 
@@ -84,7 +84,7 @@ def test_a_blank_frame_calibration_is_refused_and_fp32_is_used(tmp_path, model, 
     blank = [CandidateFrame(np.full((360, 640, 3), 0, np.uint8), f"blank#{i}") for i in range(20)]
     write_set(tmp_path / "calibration", "blank", blank, "test: blank frames")
     config = guard_config(tmp_path, "blank")
-    with caplog.at_level(logging.WARNING, logger="edge.calibration"):
+    with caplog.at_level(logging.WARNING, logger="edge.detection.int8.guard"):
         detector, decision = load_guarded_detector(config, INT8_TIER, model)
     assert not decision.accepted and decision.requested == "int8" and decision.chosen == "fp32"
     assert detector.precision == "fp32"
@@ -96,7 +96,7 @@ def test_a_blank_frame_calibration_is_refused_and_fp32_is_used(tmp_path, model, 
 
 
 def test_a_scene_calibration_is_accepted(tmp_path, model):
-    from edge.calibration_data import builtin_frames
+    from edge.detection.int8.sets import builtin_frames
 
     write_set(tmp_path / "calibration", "scenes", list(builtin_frames(40)), "test: scenes")
     config = guard_config(tmp_path, "scenes")

@@ -6,7 +6,8 @@ from typing import List, Sequence, Tuple
 import numpy as np
 import pytest
 
-from edge.analytics import (
+from edge.config import CameraConfig, Config
+from edge.core.analytics import (
     CameraAnalytics,
     LineSpec,
     ZoneSpec,
@@ -16,8 +17,7 @@ from edge.analytics import (
     inside_polygon,
     render_heatmap_overlay,
 )
-from edge.config import CameraConfig, Config
-from edge.tracking import Track
+from edge.core.tracking import Track
 
 W, H = 1000, 1000  # 1 px = 0.001 normalised
 # A vertical door at x = 0.5 from y 0.2 to 0.8, pointing down: its left (seen on the image) is

@@ -4,8 +4,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from edge.anchors import anchor_count, feature_map_sizes, ssd_anchors
-from edge.models import get_model
+from edge.detection.anchors import anchor_count, feature_map_sizes, ssd_anchors
+from edge.detection.manifest import get_model
 
 MODEL = "ssdlite-mobilenetv2-pedestrian"
 

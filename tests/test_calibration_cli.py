@@ -3,8 +3,8 @@
 import cv2
 import yaml
 
-from edge.calibration_data import builtin_frames, load_set
-from edge.cli import main
+from edge.commands.cli import main
+from edge.detection.int8.sets import builtin_frames, load_set
 
 
 def write_config(tmp_path, **calibration):

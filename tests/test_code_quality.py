@@ -11,16 +11,16 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PURE = [
-    "edge/tracking.py",
-    "edge/analytics.py",
-    "edge/policy.py",
-    "edge/messages.py",
-    "edge/postprocess.py",
-    "edge/synthetic.py",
-    "edge/analysis.py",
+    "edge/core/tracking.py",
+    "edge/core/analytics.py",
+    "edge/core/policy.py",
+    "contract/wire.py",
+    "edge/detection/postprocess.py",
+    "edge/devkit/synthetic.py",
+    "edge/runtime/analysis.py",
     "edge/config.py",
-    "edge/tiers.py",
-    "edge/accuracy.py",
+    "edge/device/tiers.py",
+    "edge/core/accuracy.py",
 ]
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.cli import main
+from edge.commands.cli import main
 from edge.config import Config, load_config, parse_config, read_secret
-from edge.errors import ConfigError
+from edge.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,7 +79,7 @@ def test_console_script_reports_one_line_without_traceback(tmp_path: Path) -> No
     bad = tmp_path / "bad.yaml"
     bad.write_text("detector: {nms_iou: 3}\n")
     result = subprocess.run(
-        [sys.executable, "-m", "edge.cli", "check-config", "-c", str(bad)], capture_output=True, text=True
+        [sys.executable, "-m", "edge.commands.cli", "check-config", "-c", str(bad)], capture_output=True, text=True
     )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr

@@ -7,13 +7,13 @@ from typing import Dict, Tuple
 
 import pytest
 
-from edge.analysis import CameraAnalysis
 from edge.config import Config, parse_config
-from edge.daemon import load_tier_detector
-from edge.pipeline import Pipeline
-from edge.sources import SourceReader
-from edge.synthetic import Scene, ground_truth, standard_scenes, write_scene
-from edge.tiers import Tier
+from edge.core.tiers import Tier
+from edge.devkit.synthetic import Scene, ground_truth, standard_scenes, write_scene
+from edge.runtime.analysis import CameraAnalysis
+from edge.runtime.appliance import load_tier_detector
+from edge.runtime.pipeline import Pipeline
+from edge.runtime.sources import SourceReader
 
 
 def _camera_config(scene: Scene, video: Path, camera_id: str) -> Dict[str, object]:

@@ -12,7 +12,7 @@ from typing import List
 
 import yaml
 
-from edge.synthetic import standard_scenes, write_scene
+from edge.devkit.synthetic import standard_scenes, write_scene
 from tests.mqtt_fixtures import Recorder, wait_for
 
 
@@ -52,7 +52,7 @@ def test_run_under_systemd_protocol(tmp_path: Path, mosquitto_broker, ingest_fac
     notify.setblocking(False)
     env = dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify.sock"), WATCHDOG_USEC="2000000")
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "run", "-c", str(config_path)],
+        [sys.executable, "-m", "edge.commands.cli", "run", "-c", str(config_path)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

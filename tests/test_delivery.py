@@ -18,9 +18,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from edge.messages import parse_status, parse_telemetry
-from edge.publisher import Publisher
-from edge.spool import Spool
+from contract.wire import parse_status, parse_telemetry
+from edge.delivery.publisher import Publisher
+from edge.delivery.spool import Spool
 from tests.mqtt_fixtures import Recorder, counts_body, heatmap_body, make_config, wait_for
 
 OUTAGE_S = float(os.environ.get("VA_OUTAGE_S", "5"))
@@ -81,8 +81,8 @@ def test_broker_outage_loses_nothing(tmp_path, mosquitto_factory, ingest_factory
 CHILD = """
 import json, sys, time
 from edge.config import parse_config
-from edge.publisher import Publisher
-from edge.spool import Spool
+from edge.delivery.publisher import Publisher
+from edge.delivery.spool import Spool
 from tests.mqtt_fixtures import counts_body
 config = parse_config(json.loads(sys.argv[1]))
 publisher = Publisher(config, Spool.from_config(config), sys.argv[2])

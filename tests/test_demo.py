@@ -10,7 +10,7 @@ from pathlib import Path
 def test_demo_runs_the_whole_system(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     result = subprocess.run(
-        [sys.executable, "-m", "edge.cli", "demo", "--seconds", "12", "--cameras", "2", "--out", str(out)],
+        [sys.executable, "-m", "edge.commands.cli", "demo", "--seconds", "12", "--cameras", "2", "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=180,

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.cli import main
-from edge.models import DEFAULT_MODELS_DIR
-from edge.postprocess import box_iou
+from edge.commands.cli import main
+from edge.detection.manifest import DEFAULT_MODELS_DIR
+from edge.detection.postprocess import box_iou
 
 GROUND_TRUTH = json.loads((Path(__file__).parent / "images" / "ground_truth.json").read_text())["images"]
 INT8_FILE = "ssdlite_mobilenetv2_pedestrian_int8.onnx"
@@ -118,8 +118,8 @@ def test_tier_out_of_range_exits_2(astronaut_png, tmp_path, capsys):
 def test_absent_default_config_means_defaults_but_absent_named_config_exits_2(
     astronaut_png, tmp_path, capsys
 ):
+    from edge.commands.detect import load_detect_config
     from edge.config import DEFAULT_CONFIG_PATH
-    from edge.detect_cmd import load_detect_config
 
     if not DEFAULT_CONFIG_PATH.exists():
         assert load_detect_config(DEFAULT_CONFIG_PATH).detector.score_threshold == 0.4

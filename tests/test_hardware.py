@@ -10,8 +10,8 @@ from typing import Dict, Optional, Sequence
 
 import pytest
 
-from edge.cli import main
-from edge.hardware import jetpack_for_l4t, parse_l4t, probe
+from edge.commands.cli import main
+from edge.device.hardware import jetpack_for_l4t, parse_l4t, probe
 
 FIXTURES = Path(__file__).parent / "fixtures" / "platforms"
 STANDIN = Path(__file__).parent / "trt_standin"
@@ -189,7 +189,7 @@ def test_probe_command_text_with_config(capsys, tmp_path):
 
 
 def test_importer_failure_is_absence():
-    from edge.hardware import import_optional
+    from edge.device.hardware import import_optional
 
     assert import_optional("no_such_module_anywhere") is None
     assert import_optional("json") is sys.modules["json"]

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from edge.messages import (
+from contract.wire import (
     Ack,
     MessageError,
     Status,

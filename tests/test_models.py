@@ -6,7 +6,7 @@ import numpy as np
 import onnxruntime as ort
 
 from edge.config import Config
-from edge.models import DEFAULT_MODELS_DIR, load_manifest, sha256_of
+from edge.detection.manifest import DEFAULT_MODELS_DIR, load_manifest, sha256_of
 
 MODEL = "ssdlite-mobilenetv2-pedestrian"
 

@@ -9,11 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.engines import EngineOptions, create_detector, detect
-from edge.engines.onnxruntime import choose_providers, preprocess_ssd, resolve_model_file
-from edge.errors import ModelError
-from edge.models import ModelFile, ModelSpec, get_model, sha256_of
-from edge.postprocess import box_iou
+from edge.core.errors import ModelError
+from edge.detection.engines import EngineOptions, create_detector, detect
+from edge.detection.engines.onnxruntime import choose_providers, preprocess_ssd, resolve_model_file
+from edge.detection.manifest import ModelFile, ModelSpec, get_model, sha256_of
+from edge.detection.postprocess import box_iou
 
 MODEL = "ssdlite-mobilenetv2-pedestrian"
 GROUND_TRUTH = json.loads((Path(__file__).parent / "images" / "ground_truth.json").read_text())["images"]
@@ -97,7 +97,7 @@ def test_unsupported_input_size_is_a_model_error():
 
 
 def test_fp16_runs_the_fp32_file_on_cpu_and_says_why(caplog):
-    caplog.set_level(logging.INFO, logger="edge.engines.onnxruntime")
+    caplog.set_level(logging.INFO, logger="edge.detection.engines.onnxruntime")
     detector = create_detector("onnxruntime", get_model(MODEL), EngineOptions(precision="fp16"))
     assert detector.precision == "fp32"
     assert detector.path.name == "ssdlite_mobilenetv2_pedestrian.onnx"
@@ -163,7 +163,7 @@ def test_missing_model_file_is_a_model_error(tmp_path):
 
 
 def test_session_options_suit_a_shared_edge_cpu():
-    from edge.engines.onnxruntime import physical_cores, session_options
+    from edge.detection.engines.onnxruntime import physical_cores, session_options
 
     options = session_options()
     assert options.intra_op_num_threads == physical_cores()

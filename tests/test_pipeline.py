@@ -5,14 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from edge.analysis import CameraAnalysis
-from edge.cli import main
+from edge.commands.cli import main
 from edge.config import parse_config
-from edge.daemon import load_tier_detector
-from edge.pipeline import Pipeline
-from edge.sources import SourceReader
-from edge.synthetic import standard_scenes, write_scene
-from edge.tiers import Tier
+from edge.core.tiers import Tier
+from edge.devkit.synthetic import standard_scenes, write_scene
+from edge.runtime.analysis import CameraAnalysis
+from edge.runtime.appliance import load_tier_detector
+from edge.runtime.pipeline import Pipeline
+from edge.runtime.sources import SourceReader
 
 
 def test_four_cameras_at_target_rate_or_drops_reported(tmp_path: Path) -> None:

@@ -4,11 +4,11 @@ import pytest
 
 from benchmarks.policy_sim import CPU_TIERS, SimClock, simulate, step_load
 from edge.config import PolicyConfig, TierConfig
-from edge.policy import AdaptiveController
-from edge.tiers import Tier
+from edge.core.policy import AdaptiveController
+from edge.device.tiers import tier_from_config
 
 SSD = "ssdlite-mobilenetv2-pedestrian"
-TIERS = [Tier.from_config(index, tier) for index, tier in enumerate(CPU_TIERS)]
+TIERS = [tier_from_config(index, tier) for index, tier in enumerate(CPU_TIERS)]
 
 
 def controller(predicted, target=10.0, policy=None, clock=None):
@@ -176,6 +176,6 @@ def test_one_tier_table_and_bad_arguments():
         AdaptiveController([], [], 10.0, PolicyConfig(), SimClock())
     with pytest.raises(ValueError):
         AdaptiveController(TIERS[:2], [1.0], 10.0, PolicyConfig(), SimClock())
-    single = [Tier.from_config(0, TierConfig(model=SSD, input=300))]
+    single = [tier_from_config(0, TierConfig(model=SSD, input=300))]
     ctl = AdaptiveController(single, [5.0], 10.0, PolicyConfig(), SimClock())
     assert ctl.level == 0 and "no tier predicted" in ctl.start_change.reason

@@ -8,9 +8,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edge.engines import EngineOptions, create_detector, detect
-from edge.models import ModelFile, ModelSpec, sha256_of
-from edge.postprocess import (
+from edge.detection.engines import EngineOptions, create_detector, detect
+from edge.detection.manifest import ModelFile, ModelSpec, sha256_of
+from edge.detection.postprocess import (
     Letterbox,
     PostprocessSettings,
     box_iou,

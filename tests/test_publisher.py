@@ -1,9 +1,9 @@
 import json
 
-from edge.homeassistant import discovery_messages
-from edge.messages import parse_data_message, parse_status, parse_telemetry
-from edge.publisher import Publisher
-from edge.spool import Spool
+from contract.wire import parse_data_message, parse_status, parse_telemetry
+from edge.delivery.homeassistant import discovery_messages
+from edge.delivery.publisher import Publisher
+from edge.delivery.spool import Spool
 from tests.mqtt_fixtures import Recorder, counts_body, heatmap_body, make_config, wait_for
 
 CAMERAS = [

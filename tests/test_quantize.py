@@ -5,7 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.calibration_data import (
+from edge.detection.engines.onnxruntime import preprocess_ssd
+from edge.detection.int8.quantize import QuantizeSettings, quantize_cached
+from edge.detection.int8.sets import (
     CandidateFrame,
     Deduplicator,
     FrameTensorReader,
@@ -16,9 +18,7 @@ from edge.calibration_data import (
     split_frames,
     write_set,
 )
-from edge.engines.onnxruntime import preprocess_ssd
-from edge.models import get_model
-from edge.quantize import QuantizeSettings, quantize_cached
+from edge.detection.manifest import get_model
 
 MODEL = "ssdlite-mobilenetv2-pedestrian"
 
@@ -119,6 +119,6 @@ def test_an_onnxruntime_upgrade_recalibrates(tmp_path, fp32_path, monkeypatch):
         )
 
     before = quantize_cached(fp32_path, MODEL, "h", (300, 300), reader, tmp_path / "cache")
-    monkeypatch.setattr("edge.quantize.onnxruntime_version", lambda: "99.0.0")
+    monkeypatch.setattr("edge.detection.int8.quantize.onnxruntime_version", lambda: "99.0.0")
     after = quantize_cached(fp32_path, MODEL, "h", (300, 300), reader, tmp_path / "cache")
     assert not after.reused and after.key.onnxruntime_version == "99.0.0" and after.path != before.path

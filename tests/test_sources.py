@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.errors import SourceError
-from edge.sources import SourceReader, classify, open_capture, redact
-from edge.synthetic import Scene, Walker, Waypoint, write_scene
+from edge.core.errors import SourceError
+from edge.devkit.synthetic import Scene, Walker, Waypoint, write_scene
+from edge.runtime.sources import SourceReader, classify, open_capture, redact
 
 
 @pytest.fixture(scope="module")

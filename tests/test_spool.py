@@ -3,7 +3,7 @@ import threading
 
 import pytest
 
-from edge.spool import ROW_OVERHEAD_BYTES, Spool, SpoolError, SpoolFullError
+from edge.delivery.spool import ROW_OVERHEAD_BYTES, Spool, SpoolError, SpoolFullError
 
 TOPIC = "va/d/c/counts"
 

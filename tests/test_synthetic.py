@@ -4,8 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.sources import read_all_frames
-from edge.synthetic import (
+from edge.devkit.synthetic import (
     Scene,
     SceneLine,
     SceneZone,
@@ -17,6 +16,7 @@ from edge.synthetic import (
     standard_scenes,
     write_scene,
 )
+from edge.runtime.sources import read_all_frames
 
 
 def _scene(*walkers: Walker) -> Scene:

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.calibration_data import synthetic_frames, write_set
-from edge.engines import EngineOptions, create_detector, detect
-from edge.engines import tensorrt as trt_engine
-from edge.errors import ModelError
-from edge.models import get_model
+from edge.core.errors import ModelError
+from edge.detection.engines import EngineOptions, create_detector, detect
+from edge.detection.engines import tensorrt as trt_engine
+from edge.detection.int8.sets import synthetic_frames, write_set
+from edge.detection.manifest import get_model
 
 STANDIN = Path(__file__).parent / "trt_standin"
 MODEL = "ssdlite-mobilenetv2-pedestrian"

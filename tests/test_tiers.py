@@ -6,10 +6,11 @@ from pathlib import Path
 import pytest
 
 from edge.config import PLATFORM_CLASSES, Config, PolicyConfig, parse_config
-from edge.errors import ConfigError
-from edge.hardware import HardwareProfile
-from edge.models import ModelSpec
-from edge.tiers import MeasurementCache, Tier, predict_capacities, select_tiers, validate_tiers
+from edge.core.errors import ConfigError
+from edge.core.tiers import Tier
+from edge.detection.manifest import ModelSpec
+from edge.device.hardware import HardwareProfile
+from edge.device.tiers import MeasurementCache, predict_capacities, select_tiers, validate_tiers
 
 SSD = "ssdlite-mobilenetv2-pedestrian"
 
@@ -138,7 +139,7 @@ def test_unknown_platform_class_and_dla_on_onnxruntime_are_refused():
 
 
 def test_check_config_cli_refuses_bad_input(tmp_path, capsys):
-    from edge.cli import main
+    from edge.commands.cli import main
 
     path = tmp_path / "config.yaml"
     path.write_text(f"policy:\n  tiers:\n    rpi-5:\n      - {{model: {SSD}, input: 250}}\n")

@@ -6,9 +6,9 @@ import subprocess
 import pytest
 
 from aggregator.ingest import IngestTls
-from edge.errors import ConfigError
-from edge.publisher import Publisher
-from edge.spool import Spool
+from edge.core.errors import ConfigError
+from edge.delivery.publisher import Publisher
+from edge.delivery.spool import Spool
 from tests.mqtt_fixtures import BrokerTls, counts_body, make_config, make_tls_material, wait_for
 
 ACL = """\
@@ -48,7 +48,7 @@ def test_publishing_under_another_devices_prefix_is_refused_and_counted(tmp_path
         password_file=tmp_path / "edge-a.password",
     )
     publisher = Publisher(config, Spool.from_config(config), "boot-1")
-    with caplog.at_level(logging.ERROR, logger="edge.publisher"):
+    with caplog.at_level(logging.ERROR, logger="edge.delivery.publisher"):
         publisher.start()
         submit_some(publisher)
         wait_for(lambda: publisher.stats().refused >= 5)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from edge.config import Config
-from edge.engines.base import Detections
-from edge.tracking import ByteTracker, Track, TrackerParams, iou_matrix
+from edge.core.detections import Detections
+from edge.core.tracking import ByteTracker, Track, TrackerParams, iou_matrix
 
 Box = Tuple[float, float, float, float]
 

@@ -7,8 +7,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.analytics import CameraAnalytics, heatmap_grid_from_tiles, window_start
-from edge.tracking import Track
+from edge.core.analytics import CameraAnalytics, heatmap_grid_from_tiles, window_start
+from edge.core.tracking import Track
 
 W, H = 640, 360
 

@@ -1,0 +1,1 @@
+"""The wire contract between the edge and the aggregator (DESIGN.md): standard library only."""

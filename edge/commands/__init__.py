@@ -1,0 +1,1 @@
+"""The `video-analysis` CLI: one module per command."""

@@ -1,0 +1,262 @@
+"""`video-analysis demo`: the whole system on one machine.
+
+A private mosquitto on a free loopback port, the aggregator's ingest on SQLite, and the
+daemon (probe → adaptive tier → detection → tracking → analytics → spool → MQTT) on generated
+scenes with known ground truth, played in real time as cameras. Prints tier changes and
+counts as they happen, then a summary that compares the counts with the ground truth and
+with what the aggregator stored, and writes a heatmap overlay PNG per camera.
+"""
+
+import argparse
+import getpass
+import json
+import logging
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Dict, Iterator, List
+
+import cv2
+
+from edge.config import Config, parse_config
+from edge.core.analytics import render_heatmap_overlay
+from edge.core.errors import ConfigError
+from edge.core.policy import TierChange
+from edge.devkit.synthetic import Scene, ground_truth, standard_scenes, write_scene
+from edge.runtime.appliance import Appliance
+
+log = logging.getLogger(__name__)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def private_broker(workdir: Path) -> Iterator[int]:
+    """mosquitto on 127.0.0.1:<free port>, no persistence, stopped on exit."""
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not Path(binary).exists():
+        raise ConfigError("mosquitto not found: run ./setup.sh local (apt-get install mosquitto)")
+    port = free_port()
+    conf = workdir / "mosquitto.conf"
+    conf.write_text(
+        f"user {getpass.getuser()}\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        f"log_dest file {workdir / 'mosquitto.log'}\n"
+    )
+    with open(workdir / "mosquitto.out", "wb") as output:
+        process = subprocess.Popen(
+            [binary, "-c", str(conf)], stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            if process.poll() is not None:
+                raise ConfigError(f"mosquitto exited at start; see {workdir / 'mosquitto.log'}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise ConfigError(f"mosquitto did not listen on port {port}") from None
+                time.sleep(0.05)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def demo_config(scenes: List[Scene], videos: List[Path], out: Path, port: int, seconds: float) -> Config:
+    cameras = []
+    for index, (scene, video) in enumerate(zip(scenes, videos)):
+        cameras.append(
+            {
+                "id": f"cam{index + 1}",
+                "source": str(video),
+                "target_fps": scene.fps,
+                "realtime": True,
+                "loop": seconds > scene.duration_s,
+                "lines": [{"id": line.id, "points": [list(p) for p in line.points]} for line in scene.lines],
+                "zones": [{"id": zone.id, "polygon": [list(p) for p in zone.polygon]} for zone in scene.zones],
+            }
+        )
+    return parse_config(
+        {
+            "device_id": "demo-edge",
+            "state_dir": str(out / "state"),
+            "cameras": cameras,
+            "counts": {"window_s": 5},
+            "heatmap": {"window_s": 10},
+            "mqtt": {"host": "127.0.0.1", "port": port, "telemetry_interval_s": 5},
+        },
+        "demo config",
+    )
+
+
+def _print_counts(kind: str, camera: str, window: Any, body: Dict[str, Any]) -> None:
+    if kind != "counts" or body["frames"] == 0:
+        return
+    people = body["objects"].get("person", {})
+    lines = " ".join(f"{name} in={c['in']} out={c['out']}" for name, c in body["lines"].items())
+    zones = " ".join(f"{name} now={c['now']} entered={c['entered']}" for name, c in body["zones"].items())
+    stamp = time.strftime("%H:%M:%S", time.localtime(window[1]))
+    print(
+        f"  [{stamp}] {camera}: {body['frames']} frames at {body['fps']:.1f} fps, "
+        f"people now={people.get('now', 0)} max={people.get('max', 0)} | {lines} | {zones}",
+        flush=True,
+    )
+
+
+def _print_tier(change: TierChange) -> None:
+    print(f"  tier: {change}", flush=True)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    if not args.debug:
+        logging.getLogger().setLevel(logging.WARNING)
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    cameras = max(1, int(args.cameras))
+    all_scenes = standard_scenes()
+    scenes = [all_scenes[i % len(all_scenes)] for i in range(cameras)]
+    print(
+        f"video-analysis demo: generating {len(set(s.name for s in scenes))} sample scene(s) in {out}",
+        flush=True,
+    )
+    videos = {scene.name: write_scene(scene, out / "scenes") for scene in set(scenes)}
+
+    from aggregator.ingest import Ingest
+    from aggregator.store import IngestStore
+
+    (out / "broker").mkdir(exist_ok=True)
+    with private_broker(out / "broker") as port:
+        print(f"  broker: mosquitto on 127.0.0.1:{port}", flush=True)
+        store_path = out / "aggregator.sqlite"
+        store = IngestStore(store_path)
+        ingest = Ingest(store, "127.0.0.1", port)
+        ingest.start()
+        if not ingest.wait_subscribed(10):
+            raise ConfigError(f"the aggregator's ingest could not subscribe on 127.0.0.1:{port}")
+        config = demo_config(scenes, [videos[s.name] for s in scenes], out, port, args.seconds)
+        print("  preparing INT8 for this machine (calibration and the accuracy guard; cached after the first run)")
+        appliance = Appliance(
+            config,
+            sink=_print_counts,
+            on_tier_change=_print_tier,
+            progress=lambda message: print(f"    {message}", flush=True),
+        )
+        print(
+            f"  device: {appliance.profile.platform}, {appliance.profile.cpu_cores} cores; "
+            f"{len(appliance.selection.runnable)} runnable tier(s); precision {appliance.precision.chosen} "
+            f"({appliance.precision.reason}); running {args.seconds:.0f} s",
+            flush=True,
+        )
+        appliance.start()
+        deadline = time.monotonic() + args.seconds
+        while time.monotonic() < deadline and appliance.pipeline.running:
+            time.sleep(1.0)
+            appliance.tick()
+        appliance.stop_pipeline()
+        assert appliance.publisher is not None
+        delivered = appliance.publisher.wait_drained(15.0)
+        telemetry = appliance.telemetry()
+        appliance.stop()
+        ingest_stats = ingest.stats()
+        ingest.stop()
+        stored = store.messages(device=config.device_id)
+        store.close()
+
+    summary = _summary(appliance, scenes, stored, delivered, telemetry, ingest_stats, out)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    print(f"  summary: {out / 'summary.json'}; aggregator database: {store_path}")
+    print("  the aggregator's web dashboard is not built yet: read the counts from the SQLite database above")
+    return 0
+
+
+def expected_line_counts(truth: Any, scene: Scene, played_s: float) -> Dict[str, Dict[str, int]]:
+    """Ground-truth crossings in the first `played_s` seconds of a scene played in a loop."""
+    counts: Dict[str, Dict[str, int]] = {line.id: {"in": 0, "out": 0} for line in scene.lines}
+    passes, remainder = divmod(played_s, scene.duration_s)
+    for crossing in truth.crossings:
+        counts[crossing.line_id][crossing.direction] += int(passes) + (1 if crossing.t < remainder else 0)
+    return counts
+
+
+def overlay_with_geometry(analysis: Any, camera: Any) -> Any:
+    """The heatmap over the last frame, with the camera's lines and zones drawn on it."""
+    image = render_heatmap_overlay(analysis.last_frame, analysis.heatmap_total())
+    height, width = image.shape[:2]
+
+    def pixel(point: Any) -> Any:
+        return (int(point[0] * width), int(point[1] * height))
+
+    for zone in camera.zones:
+        points = [pixel(p) for p in zone.polygon]
+        for a, b in zip(points, points[1:] + points[:1]):
+            cv2.line(image, a, b, (255, 255, 0), 2)
+        cv2.putText(image, zone.id, points[0], cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 0), 1)
+    for line in camera.lines:
+        cv2.arrowedLine(image, pixel(line.points[0]), pixel(line.points[1]), (0, 0, 255), 2, tipLength=0.03)
+        cv2.putText(image, line.id, pixel(line.points[0]), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 255), 1)
+    return image
+
+
+def _summary(
+    appliance: Appliance,
+    scenes: List[Scene],
+    stored: List[Any],
+    delivered: bool,
+    telemetry: Dict[str, Any],
+    ingest_stats: Any,
+    out: Path,
+) -> Dict[str, Any]:
+    print("\nsummary")
+    cameras: Dict[str, Any] = {}
+    for scene, camera in zip(scenes, appliance.config.cameras):
+        analysis = appliance.analyses[camera.id]
+        counted = analysis.line_totals()
+        stored_lines: Dict[str, Dict[str, int]] = {}
+        for message in stored:
+            if message.camera == camera.id and message.kind == "counts":
+                for line_id, c in message.body["lines"].items():
+                    entry = stored_lines.setdefault(line_id, {"in": 0, "out": 0})
+                    entry["in"] += c["in"]
+                    entry["out"] += c["out"]
+        truth = ground_truth(scene)
+        played_s = sum(w.frames for w in analysis.counts) / scene.fps
+        expected = expected_line_counts(truth, scene, played_s)
+        heatmap_png = out / f"heatmap-{camera.id}.png"
+        if analysis.last_frame is not None and analysis.heatmaps:
+            cv2.imwrite(str(heatmap_png), overlay_with_geometry(analysis, camera))
+        cameras[camera.id] = {
+            "scene": scene.name,
+            "counted": counted,
+            "stored_by_aggregator": stored_lines,
+            "ground_truth": expected,
+            "zone_entries": analysis.zone_entries(),
+            "heatmap_png": str(heatmap_png) if heatmap_png.exists() else None,
+        }
+        print(
+            f"  {camera.id} ({scene.name}): counted {counted}; aggregator stored {stored_lines}; "
+            f"ground truth {expected} ({played_s:.0f} s of the scene played)"
+        )
+        if heatmap_png.exists():
+            print(f"    heatmap: {heatmap_png}")
+    print(
+        f"  MQTT: {len(stored)} messages stored by the aggregator "
+        f"({ingest_stats.duplicates} duplicates removed), spool {'drained' if delivered else 'NOT drained'}"
+    )
+    print(f"  latency ms: {json.dumps(telemetry['latency_ms'])}")
+    return {"cameras": cameras, "telemetry": telemetry, "stored_messages": len(stored)}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from edge.commands.cli import main
+
+    sys.exit(main(["demo"] + sys.argv[1:]))

@@ -1,0 +1,74 @@
+"""`video-analysis probe [--json]`: the hardware profile and the policy tiers it selects."""
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from edge.config import DEFAULT_CONFIG_PATH, Config, load_config
+from edge.device.hardware import HardwareProfile, probe
+from edge.device.tiers import load_manifest_or_empty, select_tiers
+
+log = logging.getLogger(__name__)
+
+
+def _format_text(profile: HardwareProfile, selection: Any) -> str:
+    lines = [
+        f"platform:     {profile.platform} ({profile.model})",
+        f"cpu:          {profile.cpu_model}, {profile.cpu_cores} cores, {profile.arch}",
+        "cpu features: "
+        + (
+            ", ".join(
+                name
+                for name, present in (
+                    ("avx2", profile.avx2),
+                    ("avx512_vnni", profile.avx512_vnni),
+                    ("avx_vnni", profile.avx_vnni),
+                    ("neon", profile.neon),
+                    ("dotprod", profile.dotprod),
+                )
+                if present
+            )
+            or "none of avx2/vnni/neon/dotprod"
+        ),
+        f"memory:       {profile.memory_total_mb} MB total, {profile.memory_available_mb} MB available",
+    ]
+    if profile.l4t:
+        lines.append(f"L4T:          {profile.l4t} (JetPack {profile.jetpack or 'unknown'})")
+    for gpu in profile.gpus:
+        lines.append(f"gpu:          {gpu.name}, compute {gpu.compute_capability}, {gpu.memory_mb} MB")
+    if profile.dla_cores:
+        lines.append(f"dla cores:    {profile.dla_cores}")
+    lines.append(f"tensorrt:     {profile.tensorrt_version or 'not importable'}; pycuda: {profile.pycuda}")
+    providers = ", ".join(profile.onnxruntime_providers)
+    lines.append(f"onnxruntime:  {profile.onnxruntime_version or 'not importable'} [{providers}]")
+    if profile.temperature_c is not None:
+        lines.append(f"temperature:  {profile.temperature_c:.1f} C (hottest zone)")
+    lines.append(f"tiers for {selection.platform} (best first):")
+    for tier in selection.runnable:
+        lines.append(f"  run   [{tier.index}] {tier.name}")
+    for dropped in selection.dropped:
+        lines.append(f"  drop  [{dropped.index}] {dropped.name}: {dropped.reason}")
+    return "\n".join(lines)
+
+
+def probe_command(args: argparse.Namespace) -> int:
+    """`video-analysis probe [--json]`: the profile and the tiers the configured policy selects."""
+    config_path = Path(getattr(args, "config", DEFAULT_CONFIG_PATH))
+    if config_path == DEFAULT_CONFIG_PATH and not config_path.exists():
+        config = Config.model_validate({})
+    else:
+        config = load_config(config_path)
+    profile = probe()
+    manifest = load_manifest_or_empty(config.models_dir)
+    selection = select_tiers(config.policy, profile, manifest)
+    for dropped in selection.dropped:
+        log.info("tier %s dropped: %s", dropped.name, dropped.reason)
+    if getattr(args, "json", False):
+        json.dump({"profile": profile.to_dict(), "tiers": selection.to_dict()}, sys.stdout, indent=2)
+        print()
+    else:
+        print(_format_text(profile, selection))
+    return 0

@@ -1,0 +1,1 @@
+"""Getting data off the device: spool, outbox, MQTT transport, Home Assistant."""

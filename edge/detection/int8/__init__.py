@@ -1,0 +1,1 @@
+"""INT8: calibration sets, quantisation, and the accuracy guard."""

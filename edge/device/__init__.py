@@ -1,0 +1,1 @@
+"""The hardware probe and which policy tiers this device can run."""

@@ -1,0 +1,195 @@
+"""Which policy tiers this device can run, config-time checks of the tier table, and the
+per-device cache of each tier's measured speed.
+
+A tier is runnable when its model is in the manifest and its engine is available on the probed
+hardware (TensorRT needs an NVIDIA GPU and the tensorrt package; DLA needs DLA cores; ONNX Runtime
+always runs). The others are dropped, each with a reason that is logged and shown by `probe`.
+"""
+
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from edge.config import Config, PolicyConfig, TierConfig
+from edge.core.errors import ConfigError, ModelError
+from edge.core.tiers import Tier
+from edge.detection.manifest import DEFAULT_MODELS_DIR, ModelSpec, load_manifest
+from edge.device.hardware import HardwareProfile
+
+log = logging.getLogger(__name__)
+
+# A class with no entry of its own borrows the tiers of the nearest class that has one.
+_FALLBACK_CLASSES = {
+    "jetson-nano": "arm-cpu",
+    "jetson-tx2": "jetson-nano",
+    "jetson-xavier-nx": "jetson-agx-xavier",
+    "jetson-agx-xavier": "jetson-xavier-nx",
+    "jetson-orin-nano": "jetson-orin-nx",
+    "jetson-orin-nx": "jetson-agx-orin",
+    "jetson-agx-orin": "jetson-orin-nx",
+    "rpi-4": "arm-cpu",
+    "rpi-5": "arm-cpu",
+    "x86-nvidia": "x86-cpu",
+    "x86-cpu": "arm-cpu",
+    "arm-cpu": "x86-cpu",
+}
+
+
+def tier_from_config(index: int, tier: TierConfig) -> Tier:
+    return Tier(index, tier.model, tier.precision, tier.engine, tier.input, tier.frame_skip, tier.dla)
+
+
+@dataclass(frozen=True)
+class DroppedTier:
+    index: int
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class TierSelection:
+    platform: str  # the class whose table was used (may be a fallback of the probed one)
+    runnable: Tuple[Tier, ...]
+    dropped: Tuple[DroppedTier, ...]
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "platform": self.platform,
+            "runnable": [dict(asdict(tier), name=tier.name) for tier in self.runnable],
+            "dropped": [asdict(dropped) for dropped in self.dropped],
+        }
+
+
+def tiers_for_platform(policy: PolicyConfig, platform: str) -> Tuple[str, List[TierConfig]]:
+    """The configured tiers for a class, following the fallback chain when it has none."""
+    seen = []
+    current = platform
+    while current not in policy.tiers:
+        seen.append(current)
+        current = _FALLBACK_CLASSES.get(current, "x86-cpu")
+        if current in seen:
+            raise ConfigError(f"policy.tiers: no tiers for {platform} nor any class it falls back to")
+    return current, list(policy.tiers[current])
+
+
+def _drop_reason(
+    tier: TierConfig, profile: HardwareProfile, manifest: Mapping[str, ModelSpec]
+) -> Optional[str]:
+    if tier.model not in manifest:
+        return f"model {tier.model!r} is not in the model manifest"
+    spec = manifest[tier.model]
+    if spec.supported_inputs and tier.input not in spec.supported_inputs:
+        return f"model {tier.model!r} cannot take input {tier.input}"
+    if tier.engine == "tensorrt":
+        if not profile.nvidia_gpu:
+            return "tensorrt needs an NVIDIA GPU (none found)"
+        if profile.tensorrt_version is None:
+            return "tensorrt needs the tensorrt Python package (not importable)"
+        if not profile.pycuda:
+            return "tensorrt needs pycuda (not importable)"
+        if tier.dla and profile.dla_cores == 0:
+            return "dla requested but this device has no DLA core"
+    if tier.engine == "onnxruntime" and profile.onnxruntime_version is None:
+        return "onnxruntime is not importable"
+    return None
+
+
+def select_tiers(
+    policy: PolicyConfig, profile: HardwareProfile, manifest: Mapping[str, ModelSpec]
+) -> TierSelection:
+    """Split the platform's tiers into runnable ones (best first) and dropped ones with reasons."""
+    platform, configured = tiers_for_platform(policy, profile.platform)
+    runnable = []
+    dropped = []
+    for index, tier_config in enumerate(configured):
+        tier = tier_from_config(index, tier_config)
+        reason = _drop_reason(tier_config, profile, manifest)
+        if reason is None:
+            runnable.append(tier)
+        else:
+            dropped.append(DroppedTier(index, tier.name, reason))
+    return TierSelection(platform, tuple(runnable), tuple(dropped))
+
+
+def validate_tiers(config: Config, manifest: Mapping[str, ModelSpec], source: Optional[str] = None) -> None:
+    """Refuse input sizes a manifest model cannot take, naming the key path. Models missing from
+    the manifest are not an error here: such tiers are dropped at run time with a reason."""
+    for platform, tiers in config.policy.tiers.items():
+        for index, tier in enumerate(tiers):
+            spec = manifest.get(tier.model)
+            if spec is None or not spec.supported_inputs or tier.input in spec.supported_inputs:
+                continue
+            supported = ", ".join(str(size) for size in sorted(spec.supported_inputs, reverse=True))
+            where = f"{source}: " if source else ""
+            raise ConfigError(
+                f"{where}policy.tiers.{platform}[{index}].input: {tier.model} cannot take {tier.input} "
+                f"(supported: {supported})"
+            )
+
+
+def load_manifest_or_empty(models_dir: Optional[Path] = None) -> Dict[str, ModelSpec]:
+    """The manifest, or no models (every tier then dropped with its reason) when it is missing."""
+    try:
+        return load_manifest(models_dir or DEFAULT_MODELS_DIR)
+    except ModelError as exc:
+        log.warning("%s", exc)
+        return {}
+
+
+class MeasurementCache:
+    """Measured capacity (processed frames per second) of each tier on this device, in a JSON
+    file under state_dir keyed by hardware fingerprint (platform, CPU, GPU, engine versions) and
+    tier, so a restart does not measure every tier again; other hardware measures anew."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def _load(self) -> Dict[str, Dict[str, float]]:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def get(self, fingerprint: str, tier: Tier) -> Optional[float]:
+        value = self._load().get(fingerprint, {}).get(tier.key)
+        return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
+    def put(self, fingerprint: str, tier: Tier, capacity_fps: float) -> None:
+        data = self._load()
+        data.setdefault(fingerprint, {})[tier.key] = capacity_fps
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Write then rename, so a crash never leaves half a file.
+        handle, temporary = tempfile.mkstemp(dir=str(self.path.parent), prefix=".tier-cache-")
+        with os.fdopen(handle, "w") as out:
+            json.dump(data, out, indent=2, sort_keys=True)
+        os.replace(temporary, self.path)
+
+
+def predict_capacities(
+    tiers: Sequence[Tier],
+    measure: Callable[[Tier], float],
+    cache: MeasurementCache,
+    fingerprint: str,
+) -> List[float]:
+    """Processed frames per second each tier can sustain on this device: from the cache, else
+    measured once by `measure` (which runs the tier for PolicyConfig.measure_s) and cached."""
+    capacities = []
+    for tier in tiers:
+        cached = cache.get(fingerprint, tier)
+        if cached is None:
+            started = time.monotonic()
+            cached = float(measure(tier))
+            log.info("measured %s: %.1f frames/s (%.1f s)", tier.name, cached, time.monotonic() - started)
+            cache.put(fingerprint, tier, cached)
+        capacities.append(cached)
+    return capacities
+
+
+def default_cache_path(config: Config) -> Path:
+    return config.state_dir / "tier-measurements.json"

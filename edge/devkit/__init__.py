@@ -1,0 +1,1 @@
+"""Development and demo kit (synthetic scenes, MOT helpers): the runtime never imports it."""

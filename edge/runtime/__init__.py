@@ -1,0 +1,1 @@
+"""The running appliance: sources, pipeline, per-camera analysis, service glue."""

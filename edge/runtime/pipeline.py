@@ -1,0 +1,319 @@
+"""Wiring per camera: sources → one inference worker (batching across cameras) → per-camera
+analysis → window outputs.
+
+One worker thread serves every camera so that a small device runs one model instance; it
+takes the newest due frame of each camera, batches up to the engine's batch size, times each
+stage, and hands detections to an analysis thread that runs each camera's analyser (tracking
+and analytics) in order while the worker already runs the next inference. Which frames are due follows the
+active tier: one analysed frame per `frame_skip / target_fps` seconds of source time, so the
+analysed frames cover the camera's target rate. Tier switches swap the detector between
+batches; analysers (tracker state, open windows) are kept.
+"""
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Deque, Dict, List, Optional, Protocol, Sequence, Tuple
+
+import numpy as np
+
+from edge.config import CameraConfig
+from edge.detection.engines.base import Detections, Detector
+from edge.runtime.sources import Frame, SourceReader
+
+log = logging.getLogger(__name__)
+
+STAGES = ("decode", "preprocess", "inference", "postprocess", "analysis")
+
+
+class FrameAnalyser(Protocol):
+    """What the pipeline feeds per camera (tracking + analytics live behind it)."""
+
+    def update(self, frame: Frame, detections: Detections, seconds: float) -> None: ...
+
+    def poll(self, now: float, final: bool = False) -> None: ...
+
+
+class StageTimer:
+    """Rolling per-stage durations (seconds) for telemetry and the benchmark."""
+
+    def __init__(self, size: int = 512) -> None:
+        self._samples: Dict[str, Deque[float]] = {stage: deque(maxlen=size) for stage in STAGES}
+        self._totals: Dict[str, float] = {stage: 0.0 for stage in STAGES}
+        self._lock = threading.Lock()
+
+    def add(self, stage: str, seconds: float) -> None:
+        with self._lock:
+            self._samples[stage].append(seconds)
+            self._totals[stage] += seconds
+
+    def total_s(self, stage: str) -> float:
+        """Seconds spent in a stage since the start (the controller's busy time)."""
+        with self._lock:
+            return self._totals[stage]
+
+    def percentiles_ms(self, qs: Sequence[float] = (50, 90, 99)) -> Dict[str, Dict[str, float]]:
+        with self._lock:
+            out = {}
+            for stage, samples in self._samples.items():
+                if samples:
+                    values = np.percentile(np.fromiter(samples, float), qs) * 1000.0
+                    out[stage] = {f"p{int(q)}": round(float(v), 3) for q, v in zip(qs, values)}
+            return out
+
+
+@dataclass
+class CameraRuntime:
+    """One camera's state inside the pipeline."""
+
+    config: CameraConfig
+    reader: SourceReader
+    analyser: FrameAnalyser
+    processed: int = 0
+    skipped: int = 0  # frames read but not due under the frame-skip/target pacing
+    last_timestamp: Optional[float] = None
+    processed_times: Deque[float] = field(default_factory=lambda: deque(maxlen=256))
+
+    def due(self, frame: Frame, frame_skip: int) -> bool:
+        if self.last_timestamp is None:
+            return True
+        interval = frame_skip / self.config.target_fps
+        # A little slack so a source at exactly the target rate is not skipped by jitter.
+        return frame.timestamp - self.last_timestamp >= interval * 0.9
+
+    def seconds_for(self, frame: Frame, frame_skip: int) -> float:
+        """Seconds of scene time this analysed frame stands for (heatmap weight)."""
+        interval = frame_skip / self.config.target_fps
+        if self.last_timestamp is None:
+            return interval
+        return float(min(max(frame.timestamp - self.last_timestamp, 0.0), 2 * interval))
+
+    def fps(self, now: float, window_s: float) -> float:
+        """Analysed frames per second over the last window (wall-clock)."""
+        recent = [t for t in self.processed_times if now - t <= window_s]
+        if len(recent) < 2:
+            return 0.0
+        span = max(now - recent[0], 1e-6)
+        return len(recent) / span
+
+
+@dataclass
+class _AnalysisJob:
+    """One frame's detections to analyse, or (without a frame) a request to close due windows."""
+
+    camera: CameraRuntime
+    now: float
+    final: bool = False
+    frame: Optional[Frame] = None
+    detections: Optional[Detections] = None
+    seconds: float = 0.0
+
+
+@dataclass
+class CameraStats:
+    camera_id: str
+    processed: int
+    skipped: int
+    dropped: int
+    reconnects: int
+    connected: bool
+    fps: float  # analysed frames per second
+    covered_fps: float  # analysed fps × frame_skip, compared with the target
+
+
+class Pipeline:
+    def __init__(
+        self,
+        cameras: Sequence[Tuple[CameraConfig, SourceReader, FrameAnalyser]],
+        detector: Detector,
+        frame_skip: int = 1,
+        clock: Callable[[], float] = time.time,
+        fps_window_s: float = 5.0,
+    ) -> None:
+        self.cameras = [CameraRuntime(config, reader, analyser) for config, reader, analyser in cameras]
+        self.timer = StageTimer()
+        self._detector = detector
+        self._frame_skip = frame_skip
+        self._clock = clock
+        self._fps_window_s = fps_window_s
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self.error: Optional[BaseException] = None
+        self.batches = 0
+        self._retired: List[Detector] = []
+        # Bounded, so analysis that falls behind slows the worker instead of piling up frames.
+        self._analysis_queue: queue.Queue[Optional[_AnalysisJob]] = queue.Queue(maxsize=16)
+        self._analysis_thread: Optional[threading.Thread] = None
+        # Readers set it on every new frame, so the idle worker wakes at once instead of polling.
+        self._frame_ready = threading.Event()
+        for camera in self.cameras:
+            camera.reader.frame_ready = self._frame_ready
+
+    @property
+    def frame_skip(self) -> int:
+        return self._frame_skip
+
+    def apply_tier(self, detector: Detector, frame_skip: int) -> None:
+        """Swap the detector and frame-skip between batches; the worker closes the old
+        detector once it has finished the batch it may be running on it."""
+        with self._lock:
+            self._retired.append(self._detector)
+            self._detector, self._frame_skip = detector, frame_skip
+
+    def start(self) -> None:
+        for camera in self.cameras:
+            camera.reader.start()
+        self._analysis_thread = threading.Thread(target=self._run_analysis, name="analysis", daemon=True)
+        self._analysis_thread.start()
+        self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._frame_ready.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._finish_analysis()
+        for camera in self.cameras:
+            camera.reader.stop()
+
+    def join(self, timeout: Optional[float] = None) -> bool:
+        """Wait until every (file) source is finished; True when the worker ended."""
+        assert self._thread is not None
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            return False
+        self._finish_analysis()
+        return True
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stats(self) -> List[CameraStats]:
+        now = self._clock()
+        out = []
+        for camera in self.cameras:
+            fps = camera.fps(now, self._fps_window_s)
+            out.append(
+                CameraStats(
+                    camera_id=camera.config.id,
+                    processed=camera.processed,
+                    skipped=camera.skipped,
+                    dropped=camera.reader.stats.frames_dropped,
+                    reconnects=camera.reader.stats.reconnects,
+                    connected=camera.reader.stats.connected,
+                    fps=round(fps, 2),
+                    covered_fps=round(fps * self._frame_skip, 2),
+                )
+            )
+        return out
+
+    def _collect(self, max_batch: int, frame_skip: int) -> List[Tuple[CameraRuntime, Frame]]:
+        batch: List[Tuple[CameraRuntime, Frame]] = []
+        for camera in self.cameras:
+            frame = camera.reader.take()
+            if frame is None:
+                continue
+            if not camera.due(frame, frame_skip):
+                camera.skipped += 1
+                continue
+            batch.append((camera, frame))
+            if len(batch) >= max_batch:
+                break
+        # Rotate so no camera is always first when the batch is full.
+        self.cameras.append(self.cameras.pop(0))
+        return batch
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # surfaced to the daemon, which decides to exit or restart
+            if self.error is None:
+                log.exception("inference worker failed")
+                self.error = exc
+
+    def _queue_analysis(self, job: "_AnalysisJob") -> None:
+        """Hand a job to the analysis thread; if that thread has died, stop the worker too
+        (its error is in `self.error`) rather than wait on a queue nobody empties."""
+        while True:
+            try:
+                self._analysis_queue.put(job, timeout=0.5)
+                return
+            except queue.Full:
+                if self._analysis_thread is None or not self._analysis_thread.is_alive():
+                    raise RuntimeError("the analysis thread has stopped") from self.error
+
+    def _finish_analysis(self) -> None:
+        """Let the analysis thread drain what the worker queued, then end it."""
+        if self._analysis_thread is not None and self._analysis_thread.is_alive():
+            self._analysis_queue.put(None)
+            self._analysis_thread.join(timeout=30)
+
+    def _run_analysis(self) -> None:
+        while True:
+            job = self._analysis_queue.get()
+            if job is None:
+                return
+            try:
+                started = time.perf_counter()
+                if job.frame is not None and job.detections is not None:
+                    job.camera.analyser.update(job.frame, job.detections, job.seconds)
+                job.camera.analyser.poll(job.now, final=job.final)
+                if job.frame is not None:
+                    self.timer.add("analysis", time.perf_counter() - started)
+            except BaseException as exc:
+                log.exception("analysis failed")
+                self.error = exc
+                return
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                detector, frame_skip = self._detector, self._frame_skip
+                retired, self._retired = self._retired, []
+            for old in retired:
+                old.close()
+            self._frame_ready.clear()  # before collecting: a frame arriving after this sets it again
+            batch = self._collect(max(1, detector.max_batch), frame_skip)
+            if not batch:
+                if all(camera.reader.finished for camera in self.cameras):
+                    for camera in self.cameras:
+                        end = camera.last_timestamp if camera.last_timestamp is not None else self._clock()
+                        self._queue_analysis(_AnalysisJob(camera, end, final=True))
+                    return
+                now = self._clock()
+                for camera in self.cameras:
+                    if camera.reader.realtime:
+                        self._queue_analysis(_AnalysisJob(camera, now))
+                self._frame_ready.wait(0.1)
+                continue
+            self._process(detector, frame_skip, batch)
+
+    def _process(self, detector: Detector, frame_skip: int, batch: List[Tuple[CameraRuntime, Frame]]) -> None:
+        images = [frame.image for _, frame in batch]
+        t0 = time.perf_counter()
+        prepared = detector.preprocess(images)
+        t1 = time.perf_counter()
+        outputs = detector.infer(prepared)
+        t2 = time.perf_counter()
+        results = detector.postprocess(outputs, prepared)
+        t3 = time.perf_counter()
+        self.timer.add("preprocess", t1 - t0)
+        self.timer.add("inference", t2 - t1)
+        self.timer.add("postprocess", t3 - t2)
+        now = self._clock()
+        for (camera, frame), detections in zip(batch, results):
+            self.timer.add("decode", frame.decode_s)
+            seconds = camera.seconds_for(frame, frame_skip)
+            self._queue_analysis(
+                _AnalysisJob(camera, frame.timestamp, frame=frame, detections=detections, seconds=seconds)
+            )
+            camera.processed += 1
+            camera.last_timestamp = frame.timestamp
+            camera.processed_times.append(now)
+        self.batches += 1

@@ -1,0 +1,269 @@
+"""Frame sources: video files, RTSP, V4L2 and Jetson CSI/GStreamer, each read by its own thread.
+
+A live source keeps only the newest frame (the analysis must never fall behind the camera);
+frames replaced before the pipeline took them are counted as drops. A file source either
+plays at its native rate (like a camera, same latest-frame rule) or as fast as the consumer
+takes frames (no drops: for tests, calibration and benchmarks). Live sources reconnect with
+exponential backoff; a one-shot command gets a SourceError instead.
+"""
+
+import itertools
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, List, Optional
+
+import cv2
+import numpy as np
+
+from edge.core.errors import SourceError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Frame:
+    camera_id: str
+    index: int  # frame number in the source since it was opened
+    timestamp: float  # UNIX seconds the frame stands for (media time for files)
+    image: np.ndarray  # BGR uint8
+    decode_s: float = 0.0  # time the reader spent decoding it
+
+
+@dataclass
+class SourceStats:
+    frames_read: int = 0
+    frames_dropped: int = 0  # replaced before the pipeline took them
+    reconnects: int = 0
+    connected: bool = False
+    last_error: str = ""
+
+
+def has_gstreamer() -> bool:
+    info = cv2.getBuildInformation()
+    for line in info.splitlines():
+        if "GStreamer" in line:
+            return "YES" in line
+    return False
+
+
+def classify(source: str) -> str:
+    """file | rtsp | v4l2 | csi | gstreamer"""
+    if source.startswith(("rtsp://", "rtsps://", "http://", "https://")):
+        return "rtsp"
+    if source.startswith("/dev/video") or source.isdigit():
+        return "v4l2"
+    if source.startswith("csi://"):
+        return "csi"
+    if source.startswith("gst:"):
+        return "gstreamer"
+    return "file"
+
+
+def csi_pipeline(sensor_id: int, width: int = 1280, height: int = 720, fps: int = 30) -> str:
+    """The usual Jetson CSI capture pipeline (nvarguscamerasrc → BGR appsink)."""
+    return (
+        f"nvarguscamerasrc sensor-id={sensor_id} ! video/x-raw(memory:NVMM), width={width}, height={height}, "
+        f"framerate={fps}/1 ! nvvidconv ! video/x-raw, format=BGRx ! videoconvert ! "
+        "video/x-raw, format=BGR ! appsink drop=true max-buffers=1"
+    )
+
+
+def open_capture(source: str) -> cv2.VideoCapture:
+    """Open a source with the right OpenCV backend; raises SourceError when it cannot be opened."""
+    kind = classify(source)
+    if kind == "file":
+        path = Path(source[len("file://") :] if source.startswith("file://") else source)
+        if not path.is_file():
+            raise SourceError(f"{path}: no such video file")
+        capture = cv2.VideoCapture(str(path))
+        ok = capture.isOpened()
+        if ok:
+            ok, _ = capture.read()
+            capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+        if not ok:
+            capture.release()
+            raise SourceError(f"{path}: not a readable video (cannot decode a frame)")
+        return capture
+    if kind in ("csi", "gstreamer"):
+        if not has_gstreamer():
+            raise SourceError(f"{source}: this OpenCV has no GStreamer (use the system OpenCV on Jetson)")
+        pipeline = csi_pipeline(int(source[len("csi://") :])) if kind == "csi" else source[len("gst:") :]
+        capture = cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER)
+    elif kind == "v4l2":
+        device = int(source) if source.isdigit() else int(source[len("/dev/video") :])
+        capture = cv2.VideoCapture(device, cv2.CAP_V4L2)
+    else:
+        capture = cv2.VideoCapture(
+            source,
+            cv2.CAP_FFMPEG,
+            [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000],
+        )
+    if not capture.isOpened():
+        capture.release()
+        raise SourceError(f"{redact(source)}: cannot open {kind} source")
+    return capture
+
+
+def redact(source: str) -> str:
+    """An RTSP URL without its password, for logs and errors."""
+    if "://" in source and "@" in source:
+        scheme, rest = source.split("://", 1)
+        credentials, host = rest.split("@", 1)
+        user = credentials.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return source
+
+
+class SourceReader:
+    """Reads one source on its own thread and hands out frames.
+
+    `latest=True`: keep only the newest frame (live cameras, files played in real time).
+    `latest=False`: hand over every frame, blocking the reader until it is taken.
+    """
+
+    def __init__(
+        self,
+        camera_id: str,
+        source: str,
+        realtime: bool = True,
+        loop: bool = False,
+        clock: Callable[[], float] = time.time,
+        max_backoff_s: float = 30.0,
+    ) -> None:
+        self.camera_id = camera_id
+        self.source = source
+        self.kind = classify(source)
+        self.realtime = realtime or self.kind != "file"
+        self.loop = loop
+        self.stats = SourceStats()
+        self.fps = 0.0  # native frame rate, when the source reports one
+        self.finished = False  # a file source reached its end (and does not loop)
+        self._clock = clock
+        self._max_backoff_s = max_backoff_s
+        self._condition = threading.Condition()
+        self._frame: Optional[Frame] = None
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._capture: Optional[cv2.VideoCapture] = None
+        # Set by the pipeline: wakes its worker when a frame arrives (one event for all cameras).
+        self.frame_ready: Optional[threading.Event] = None
+
+    def open(self) -> None:
+        """Open now so a bad source fails fast with a SourceError."""
+        self._capture = open_capture(self.source)
+        self.fps = float(self._capture.get(cv2.CAP_PROP_FPS) or 0.0)
+        if not (0 < self.fps < 240):
+            self.fps = 25.0
+        self.stats.connected = True
+
+    def start(self) -> None:
+        if self._capture is None and self.kind == "file":
+            self.open()
+        self._thread = threading.Thread(target=self._run, name=f"source-{self.camera_id}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._condition:
+            self._condition.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self._capture is not None:
+            self._capture.release()
+            self._capture = None
+
+    def take(self, timeout: float = 0.0) -> Optional[Frame]:
+        """The newest frame not yet taken, waiting up to `timeout` seconds for one."""
+        with self._condition:
+            if self._frame is None and timeout > 0 and not self.finished:
+                self._condition.wait(timeout)
+            frame, self._frame = self._frame, None
+            if frame is not None:
+                self._condition.notify_all()
+            return frame
+
+    def _publish(self, frame: Frame) -> None:
+        with self._condition:
+            if not self.realtime:
+                while self._frame is not None and not self._stop.is_set():
+                    self._condition.wait(0.1)
+            elif self._frame is not None:
+                self.stats.frames_dropped += 1
+            self._frame = frame
+            self.stats.frames_read += 1
+            self._condition.notify_all()
+        if self.frame_ready is not None:
+            self.frame_ready.set()
+
+    def _run(self) -> None:
+        backoff = 1.0
+        index = 0
+        start = self._clock()
+        while not self._stop.is_set():
+            if self._capture is None:
+                try:
+                    self.open()
+                    backoff = 1.0
+                    log.info("%s: connected to %s", self.camera_id, redact(self.source))
+                except SourceError as exc:
+                    self.stats.connected = False
+                    self.stats.last_error = str(exc)
+                    log.warning("%s: %s; retrying in %.0f s", self.camera_id, exc, backoff)
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, self._max_backoff_s)
+                    continue
+            assert self._capture is not None
+            decode_start = time.perf_counter()
+            ok, image = self._capture.read()
+            decode_s = time.perf_counter() - decode_start
+            if not ok:
+                if self.kind == "file":
+                    if self.loop and index > 0:
+                        self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                        continue
+                    with self._condition:
+                        self.finished = True
+                        self._condition.notify_all()
+                    if self.frame_ready is not None:
+                        self.frame_ready.set()
+                    return
+                self.stats.connected = False
+                self.stats.reconnects += 1
+                self.stats.last_error = "read failed"
+                log.warning("%s: lost %s; reconnecting", self.camera_id, redact(self.source))
+                self._capture.release()
+                self._capture = None
+                continue
+            if self.kind == "file":
+                timestamp = start + index / self.fps
+                if self.realtime:
+                    delay = timestamp - self._clock()
+                    if delay > 0:
+                        self._stop.wait(delay)
+            else:
+                timestamp = self._clock()
+            self._publish(Frame(self.camera_id, index, timestamp, image, decode_s))
+            index += 1
+
+
+def frames_of(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
+    """The frames of an opened capture until it ends; the capture is released after."""
+    try:
+        ok, image = capture.read()
+        while ok:
+            yield image
+            ok, image = capture.read()
+    finally:
+        capture.release()
+
+
+def read_all_frames(path: str, limit: Optional[int] = None) -> List[np.ndarray]:
+    """Every frame of a video file (one-shot commands); SourceError when it cannot be read."""
+    frames = frames_of(open_capture(path))
+    try:
+        return list(itertools.islice(frames, limit))
+    finally:
+        frames.close()
