@@ -41,13 +41,19 @@ log = logging.getLogger(__name__)
 
 
 class TierLike(Protocol):
-    """What the guard needs of a tier (edge.device.tiers.Tier and config.TierConfig both have it)."""
+    """What the guard needs of a tier (edge.core.tiers.Tier and config.TierConfig both have it;
+    read-only, as both are frozen)."""
 
-    model: str
-    precision: str
-    engine: str
-    input: int
-    dla: bool
+    @property
+    def model(self) -> str: ...
+    @property
+    def precision(self) -> str: ...
+    @property
+    def engine(self) -> str: ...
+    @property
+    def input(self) -> int: ...
+    @property
+    def dla(self) -> bool: ...
 
 
 def calibration_root(config: Config) -> Path:
