@@ -30,7 +30,6 @@ from edge.core.errors import ConfigError, SourceError
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".ts")
 MANIFEST = "manifest.json"
 # The checkout's calibration/ folder (next to models/); installed devices use <state_dir>/calibration.
 REPO_CALIBRATION_DIR = Path(__file__).resolve().parents[3] / "calibration"
@@ -414,15 +413,3 @@ def tensor_batches(
     TensorRT calibrators must hand over exactly the batch size they announce)."""
     for start in range(0, len(frames) - batch_size + 1, batch_size):
         yield preprocess(load_images(frames[start : start + batch_size]))
-
-
-def describe(calibration_set: CalibrationSet) -> Dict[str, object]:
-    labelled = sum(1 for f in calibration_set.frames if f.labels is not None)
-    return {
-        "name": calibration_set.name,
-        "directory": str(calibration_set.directory),
-        "frames": len(calibration_set.frames),
-        "labelled": labelled,
-        "hash": calibration_set.content_hash()[:16],
-        "source": calibration_set.source,
-    }
