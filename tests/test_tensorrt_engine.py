@@ -305,3 +305,22 @@ def test_without_bindings_or_execution_provider_the_error_says_so(tmp_path, mode
     monkeypatch.setattr(trt_engine, "import_tensorrt", missing)
     with pytest.raises(ModelError, match="execution provider"):
         create_detector("tensorrt", model, options(tmp_path))
+
+
+def test_the_int8_guard_hands_calibration_to_tensorrt_through_the_registry(standin, tmp_path, model, monkeypatch):
+    from edge.config import Config, TierConfig
+    from edge.detection.int8.guard import load_guarded_detector
+    from edge.detection.int8.sets import builtin_frames
+
+    monkeypatch.setattr(trt_engine, "import_tensorrt", lambda: standin)
+    write_set(tmp_path / "calibration", "scenes", list(builtin_frames(20)), "test: scenes")
+    calibration = {"dir": str(tmp_path / "calibration"), "set_name": "scenes"}
+    config = Config(state_dir=tmp_path / "state", calibration=calibration)
+    tier = TierConfig(model=MODEL, precision="int8", engine="tensorrt", input=300)
+    detector, decision = load_guarded_detector(config, tier, model)
+    assert decision.engine == "tensorrt" and decision.chosen == "int8" and decision.accepted
+    assert isinstance(detector.engine, trt_engine.TensorRTEngine) and detector.precision == "int8"
+    assert decision.model_path == str(detector.artifact) and decision.model_path.endswith(".engine")
+    assert standin.trt.PLATFORM.calibration_batches > 0
+    assert len(list((tmp_path / "calibration" / "scenes").glob("tensorrt-*.cache"))) == 1
+    detector.close()
