@@ -28,8 +28,10 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from contract.wire import (
+from contract import (
+    SpoolCounters,
     Status,
+    Telemetry,
     Topics,
     build_data_payload,
     build_status,
@@ -218,18 +220,17 @@ class Publisher:
         if not self._connected:
             return False
         stats = self.stats()
-        message = dict(values)
-        message.update({"device": self.config.device_id, "boot": self.boot_id, "ts": self.clock()})
-        message["spool"] = {
-            "depth": stats.spool_depth,
-            "bytes": stats.spool_bytes,
-            "max_bytes": stats.spool_max_bytes,
-            "dropped": stats.dropped,
-            "refused": stats.refused,
-            "delivered": stats.delivered,
-            "in_flight": stats.in_flight,
-            "resent": stats.resent,
-        }
+        counters = SpoolCounters(
+            depth=stats.spool_depth,
+            bytes=stats.spool_bytes,
+            max_bytes=stats.spool_max_bytes,
+            dropped=stats.dropped,
+            refused=stats.refused,
+            delivered=stats.delivered,
+            in_flight=stats.in_flight,
+            resent=stats.resent,
+        )
+        message = Telemetry(self.config.device_id, self.boot_id, self.clock(), counters, dict(values))
         info = self._client.publish(self.topics.telemetry, build_telemetry(message), qos=0)
         return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
 
