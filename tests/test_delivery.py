@@ -52,6 +52,7 @@ class Feeder:
         return self.seqs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 def test_broker_outage_loses_nothing(tmp_path, mosquitto_factory, ingest_factory, sig):
     broker = mosquitto_factory(persistence=False)
@@ -106,6 +107,7 @@ def run_child(config, boot: str, limit: int) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 def test_daemon_sigkill_loses_nothing_and_seq_continues(tmp_path, mosquitto_broker, ingest_factory):
     ingest = ingest_factory(mosquitto_broker)
     recorder = Recorder(mosquitto_broker, ["va/edge-t/status"])
