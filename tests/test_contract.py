@@ -6,6 +6,7 @@ import subprocess
 import sys
 import zlib
 from array import array
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from contract import (
     MessageError,
     SpoolCounters,
     Telemetry,
+    build_data_payload,
     build_telemetry,
     decode_cells,
     encode_cells,
@@ -41,6 +43,15 @@ def test_counts_body_round_trips_typed():
     body = CountsBody.from_dict(counts_body())
     assert body.lines["door"].count_in == 2 and body.zones["queue"].dwell_mean_s == 4.2
     assert body.to_dict() == counts_body()
+
+
+def test_typed_and_dict_bodies_make_the_same_payload():
+    for kind, body, typed in (
+        ("counts", counts_body(), CountsBody.from_dict(counts_body())),
+        ("heatmap", heatmap_body(), HeatmapBody.from_dict(heatmap_body())),
+    ):
+        args = (kind, "dev1", "cam1", "b1", 3, (0.0, 10.0))
+        assert build_data_payload(*args, typed) == build_data_payload(*args, body)
 
 
 def test_counts_body_ignores_unknown_keys_and_names_bad_fields():
@@ -107,3 +118,16 @@ def test_telemetry_envelope_round_trips_with_the_runtimes_values():
     assert parse_telemetry(build_telemetry(telemetry)) == telemetry
     with pytest.raises(MessageError, match=r"telemetry\.spool\.depth"):
         parse_telemetry(b'{"device": "d", "boot": "b", "ts": 1, "spool": {"depth": -1}}')
+
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def test_contract_and_the_pure_delivery_core_are_strictly_typed_and_python_3_8():
+    strict = [str(BIN / "mypy"), "--strict", "contract", "edge/delivery/outbox.py", "edge/delivery/schedules.py"]
+    typed = subprocess.run(strict, cwd=ROOT, capture_output=True, text=True)
+    assert typed.returncode == 0, typed.stdout
+    vermin = [str(BIN / "vermin"), "--target=3.8-", "--violations", "--no-tips", "contract/"]
+    old_python = subprocess.run(vermin, cwd=ROOT, capture_output=True, text=True)
+    assert old_python.returncode == 0, old_python.stdout
