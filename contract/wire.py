@@ -11,7 +11,7 @@ from typing import Any, Dict, Mapping, Tuple, Union
 
 from contract import fields
 from contract.bodies import Ack, CountsBody, Status, Telemetry
-from contract.envelope import ENVELOPE_KEYS, FLOOR_KEY, WIRE_VERSION, Envelope
+from contract.envelope import ENVELOPE_KEYS, FLOOR_KEY, Envelope
 from contract.errors import MessageError
 from contract.heatmap import HeatmapBody
 from contract.topics import DATA_KINDS, KIND_COUNTS, parse_data_topic
@@ -49,9 +49,8 @@ def build_data_payload(
     clash = sorted(set(wire_body) & (set(ENVELOPE_KEYS) | {FLOOR_KEY}))
     if clash:
         raise MessageError(f"{kind} body uses reserved envelope keys {clash}")
-    envelope = {"v": WIRE_VERSION, "device": device, "camera": camera, "boot": boot, "seq": seq}
-    envelope["window"] = [window[0], window[1]]
-    return fields.dumps({**envelope, **wire_body})
+    envelope = Envelope(device=device, camera=camera, boot=boot, seq=seq, window=window)
+    return fields.dumps({**envelope.to_dict(), **wire_body})
 
 
 def with_floor(payload: bytes, floor: int) -> bytes:
