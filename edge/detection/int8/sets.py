@@ -227,6 +227,8 @@ def builtin_frames(count: int) -> Iterator[CandidateFrame]:
         frames = [frames[i] for i in np.linspace(0, len(frames) - 1, count).round().astype(int)]
     for frame, image in zip(frames, load_images(frames)):
         yield CandidateFrame(image, frame.origin, frame.labels)
+
+
 # --- collection and storage --------------------------------------------------------------------
 
 
