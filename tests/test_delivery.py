@@ -137,6 +137,7 @@ def test_daemon_sigkill_loses_nothing_and_seq_continues(tmp_path, mosquitto_brok
     assert states[-1] == ("boot-2", "stopped")
 
 
+@pytest.mark.slow
 def test_full_spool_drops_oldest_counts_and_reports(tmp_path, mosquitto_factory, ingest_factory):
     broker = mosquitto_factory(start=False)  # a long outage: no broker yet
     config = make_config(tmp_path, broker.port, telemetry_interval_s=0.3, spool={"max_mb": 1.0})
