@@ -6,6 +6,7 @@ from typing import List, Sequence, Tuple
 import numpy as np
 import pytest
 
+from edge.commands.overlay import render_heatmap_overlay
 from edge.config import CameraConfig, Config
 from edge.core.analytics import (
     CameraAnalytics,
@@ -15,7 +16,6 @@ from edge.core.analytics import (
     encode_tiles,
     heatmap_grid_from_tiles,
     inside_polygon,
-    render_heatmap_overlay,
 )
 from edge.core.tracking import Track
 

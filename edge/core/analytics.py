@@ -227,13 +227,6 @@ class ZoneCounter:
 
 
 @dataclass(frozen=True)
-class Occupancy:
-    now: int
-    max: int
-    mean: float
-
-
-@dataclass(frozen=True)
 class ObjectCounts:
     now: int
     max: int
@@ -391,26 +384,6 @@ def heatmap_grid_from_tiles(bodies: Iterable[Dict[str, object]]) -> np.ndarray:
     if grid is None:
         raise ValueError("heatmap: no tiles")
     return grid
-
-
-def render_heatmap_overlay(
-    frame_bgr: np.ndarray, grid_person_seconds: np.ndarray, alpha: float = 0.6
-) -> np.ndarray:
-    """The frame with the heatmap blended over it (cv2's JET colormap, opacity growing with the
-    value, empty cells left clear). Returns a new BGR uint8 image of the frame's size."""
-    import cv2  # only the demo renders; keep the pure path free of it
-
-    height, width = frame_bgr.shape[:2]
-    grid = np.asarray(grid_person_seconds, np.float32)
-    peak = float(grid.max()) if grid.size else 0.0
-    if peak <= 0:
-        return frame_bgr.copy()
-    level = cv2.resize(grid / peak, (width, height), interpolation=cv2.INTER_LINEAR)
-    level = cv2.GaussianBlur(level, (0, 0), sigmaX=max(1.0, width / grid.shape[1] / 2))
-    level = np.clip(level / max(float(level.max()), 1e-9), 0.0, 1.0)
-    colours = cv2.applyColorMap((level * 255).astype(np.uint8), cv2.COLORMAP_JET)
-    weight = (alpha * np.sqrt(level))[:, :, None]
-    return (frame_bgr * (1 - weight) + colours * weight).astype(np.uint8)
 
 
 # --- per camera ------------------------------------------------------------------------
