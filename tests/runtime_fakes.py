@@ -1,14 +1,28 @@
 """Fakes for runtime tests: a frame source that needs no video file and a detector that needs
-no model, both as fast as the worker can take them."""
+no model, both as fast as the worker can take them, and an appliance built from them."""
 
 import threading
-from typing import List, Optional, Sequence
+import time
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from edge.config import Config, parse_config
+from edge.core.accuracy import PrecisionDecision
 from edge.core.detections import Detections
+from edge.core.policy import AdaptiveController
+from edge.core.tiers import Tier
 from edge.detection.engines.base import PreparedBatch
+from edge.device.hardware import HardwareProfile
+from edge.device.tiers import TierSelection
+from edge.runtime.analysis import CameraAnalysis, WindowSink
+from edge.runtime.lifecycle import Appliance, ApplianceParts
+from edge.runtime.pipeline import Pipeline
 from edge.runtime.sources import Frame, SourceStats
+
+TIER = Tier(0, "fake", "int8", "onnxruntime", 64, 1)
+DECISION = PrecisionDecision("int8", "int8", "onnxruntime", True, "fake", 0.9)
+PROFILE = HardwareProfile("x86", "test", "x86_64", "test", 2, False, False, False, False, False, None, None)
 
 IMAGE = np.zeros((36, 64, 3), np.uint8)
 
@@ -17,14 +31,14 @@ class FastSource:
     """A `FrameSource` with a new frame whenever asked, `fps` apart in source time (so every
     frame is due at a target of `fps`), up to `frames` frames (None: endless)."""
 
-    def __init__(self, camera_id: str, fps: float, start: float = 1_700_000_000.0, frames: Optional[int] = None):
+    def __init__(self, camera_id: str, fps: float, frames: Optional[int] = None) -> None:
         self.camera_id = camera_id
         self.realtime = False
         self.finished = False
         self.stats = SourceStats(connected=True)
         self.frame_ready: Optional[threading.Event] = None
         self._fps = fps
-        self._start = start
+        self._start = time.time()
         self._frames = frames
         self._index = 0
 
@@ -72,3 +86,44 @@ class FixedDetector:
 
     def close(self) -> None:
         self.closed = True
+
+
+def three_cameras() -> Config:
+    return parse_config(
+        {
+            "cameras": [
+                {
+                    "id": f"cam{n}",
+                    "source": f"fake{n}.mp4",
+                    "target_fps": 10,
+                    "lines": [{"id": "door", "points": [[0.5, 0.0], [0.5, 1.0]]}],
+                }
+                for n in range(3)
+            ],
+            "counts": {"window_s": 1},
+            "heatmap": {"window_s": 2},
+        }
+    )
+
+
+def fake_appliance(config: Config, sinks: Sequence[WindowSink]) -> Appliance:
+    """The running appliance on fast fake sources and a fixed detector, without MQTT."""
+    analyses: Dict[str, CameraAnalysis] = {}
+    wiring = []
+    for camera in config.cameras:
+        analyses[camera.id] = CameraAnalysis(config, camera, sinks)
+        wiring.append((camera, FastSource(camera.id, camera.target_fps), analyses[camera.id]))
+    pipeline = Pipeline(wiring, FixedDetector(max_batch=2), frame_skip=1, tier_name=TIER.name)
+    controller = AdaptiveController([TIER], [1000.0], 30.0, config.policy, time.time)
+    parts = ApplianceParts(
+        config=config,
+        clock=time.time,
+        boot_id="boot",
+        profile=PROFILE,
+        selection=TierSelection("x86", (TIER,), ()),
+        controller=controller,
+        pipeline=pipeline,
+        analyses=analyses,
+        load_detector=lambda tier: (FixedDetector(), DECISION),
+    )
+    return Appliance(parts, DECISION)

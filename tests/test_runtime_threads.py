@@ -10,21 +10,10 @@ from typing import Callable, Dict, List
 
 import pytest
 
-from edge.config import Config, parse_config
-from edge.core.accuracy import PrecisionDecision
-from edge.core.policy import AdaptiveController
-from edge.core.tiers import Tier
-from edge.device.hardware import HardwareProfile
-from edge.device.tiers import TierSelection
-from edge.runtime.analysis import CameraAnalysis, ClosedWindow
-from edge.runtime.lifecycle import Appliance, ApplianceParts
-from edge.runtime.pipeline import Pipeline
-from tests.runtime_fakes import FastSource, FixedDetector
+from edge.runtime.analysis import ClosedWindow
+from tests.runtime_fakes import fake_appliance, three_cameras
 
 READS = 2000  # per reader thread
-TIER = Tier(0, "fake", "int8", "onnxruntime", 64, 1)
-DECISION = PrecisionDecision("int8", "int8", "onnxruntime", True, "fake", 0.9)
-PROFILE = HardwareProfile("x86", "test", "x86_64", "test", 2, False, False, False, False, False, None, None)
 
 
 @pytest.fixture
@@ -36,47 +25,10 @@ def fast_switching():
     sys.setswitchinterval(before)
 
 
-def _config() -> Config:
-    return parse_config(
-        {
-            "cameras": [
-                {"id": f"cam{n}", "source": f"fake{n}.mp4", "target_fps": 10, "lines": [
-                    {"id": "door", "points": [[0.5, 0.0], [0.5, 1.0]]}
-                ]}
-                for n in range(3)
-            ],
-            "counts": {"window_s": 1},
-            "heatmap": {"window_s": 2},
-        }
-    )
-
-
-def _appliance(config: Config, closed: List[ClosedWindow]) -> Appliance:
-    analyses: Dict[str, CameraAnalysis] = {}
-    wiring = []
-    for camera in config.cameras:
-        analyses[camera.id] = CameraAnalysis(config, camera, sinks=[closed.append])
-        wiring.append((camera, FastSource(camera.id, camera.target_fps), analyses[camera.id]))
-    pipeline = Pipeline(wiring, FixedDetector(max_batch=2), frame_skip=1, tier_name=TIER.name)
-    controller = AdaptiveController([TIER], [1000.0], 30.0, config.policy, time.time)
-    parts = ApplianceParts(
-        config=config,
-        clock=time.time,
-        boot_id="boot",
-        profile=PROFILE,
-        selection=TierSelection("x86", (TIER,), ()),
-        controller=controller,
-        pipeline=pipeline,
-        analyses=analyses,
-        load_detector=lambda tier: (FixedDetector(), DECISION),
-    )
-    return Appliance(parts, DECISION)
-
-
 def test_stats_and_telemetry_from_three_threads_against_a_busy_worker(fast_switching) -> None:
-    config = _config()
+    config = three_cameras()
     closed: List[ClosedWindow] = []
-    appliance = _appliance(config, closed)
+    appliance = fake_appliance(config, [closed.append])
     errors: List[BaseException] = []
     seen: Dict[str, List[int]] = {}
 
@@ -120,8 +72,8 @@ def test_stats_and_telemetry_from_three_threads_against_a_busy_worker(fast_switc
 
 
 def test_the_camera_order_is_never_mutated_by_the_worker() -> None:
-    config = _config()
-    appliance = _appliance(config, [])
+    config = three_cameras()
+    appliance = fake_appliance(config, [])
     before = appliance.pipeline.cameras
     appliance.start()
     try:

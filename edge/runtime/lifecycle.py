@@ -141,11 +141,13 @@ class Appliance:
             memory_percent=read_memory_percent(),
         )
         if change is not None:
-            self._apply(change)
+            self.switch_tier(change)
         self._snapshots()
         return change
 
-    def _apply(self, change: TierChange) -> None:
+    def switch_tier(self, change: TierChange) -> None:
+        """Record a tier change and load its detector in the background; the pipeline swaps
+        to it once loaded (`tick` reports a failed load)."""
         log.info("%s", change)
         self.tier_history.append(change)
         if self._on_tier_change is not None:

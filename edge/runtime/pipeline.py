@@ -295,14 +295,17 @@ class Pipeline:
                     raise RuntimeError("the analysis thread has stopped") from self.error
 
     def _close_windows(self, now: float) -> None:
-        """Queue the final close of every camera's windows (the worker has ended)."""
+        """Queue the final close of every camera's windows (the worker has ended). A file
+        read faster than real time is ahead of the clock: its windows close from its last
+        frame's time, so none stays open."""
         if self._analysis_thread is None or not self._analysis_thread.is_alive():
             return
         with self._lock:
             settings = self._settings
         try:
             for camera in self.cameras:
-                self._queue_analysis(_AnalysisJob(camera, now, self._status(camera, now, settings), final=True))
+                end = max(now, camera.last_timestamp if camera.last_timestamp is not None else now)
+                self._queue_analysis(_AnalysisJob(camera, end, self._status(camera, now, settings), final=True))
         except RuntimeError:
             log.warning("open windows not closed: the analysis thread has stopped")
 
