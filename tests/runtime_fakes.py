@@ -117,8 +117,6 @@ def fake_appliance(config: Config, sinks: Sequence[WindowSink]) -> Appliance:
     controller = AdaptiveController([TIER], [1000.0], 30.0, config.policy, time.time)
     parts = ApplianceParts(
         config=config,
-        clock=time.time,
-        boot_id="boot",
         profile=PROFILE,
         selection=TierSelection("x86", (TIER,), ()),
         controller=controller,

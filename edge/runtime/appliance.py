@@ -139,21 +139,20 @@ def build_appliance(
     log.info("%s", controller.start_change)
     if on_tier_change is not None:
         on_tier_change(controller.start_change)
-    boot_id = new_boot_id()
     relay = _TelemetryRelay()
     spool: Optional[Spool] = None
     publisher: Optional[Publisher] = None
     delivery: Optional[PublishingSink] = None
-    sinks = list(sinks)
+    window_sinks = list(sinks)
     if publish:
         spool = Spool.from_config(config)
-        publisher = Publisher(config, spool, boot_id, clock, telemetry_source=relay)
+        publisher = Publisher(config, spool, new_boot_id(), clock, telemetry_source=relay)
         delivery = PublishingSink(publisher)
-        sinks.append(delivery)
+        window_sinks.append(delivery)
     analyses: Dict[str, CameraAnalysis] = {}
     wiring: List[Tuple[CameraConfig, FrameSource, FrameAnalyser]] = []
     for camera in config.cameras:
-        analyses[camera.id] = CameraAnalysis(config, camera, sinks)
+        analyses[camera.id] = CameraAnalysis(config, camera, window_sinks)
         source = SourceReader(camera.id, camera.source, realtime=camera.realtime, loop=camera.loop, clock=clock)
         wiring.append((camera, source, analyses[camera.id]))
     max_batch = min(config.detector.max_batch, len(config.cameras))
@@ -162,8 +161,6 @@ def build_appliance(
     pipeline = Pipeline(wiring, detector, tier.frame_skip, clock, config.policy.window_s, tier.name)
     parts = ApplianceParts(
         config=config,
-        clock=clock,
-        boot_id=boot_id,
         profile=profile,
         selection=selection,
         controller=controller,

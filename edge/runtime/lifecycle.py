@@ -56,8 +56,6 @@ class ApplianceParts:
     """Everything the daemon runs, wired from one configuration."""
 
     config: Config
-    clock: Callable[[], float]
-    boot_id: str
     profile: HardwareProfile
     selection: TierSelection
     controller: AdaptiveController
