@@ -4,7 +4,8 @@ new tier's detector in the background, telemetry, stop. It is given its parts al
 
 Threads: the main loop calls `start`, `tick` and `stop`; a `tier-load` thread loads a new
 detector and hands it to the pipeline; the publisher's thread reads `telemetry()`. State
-written by the tier-load thread (the precision decision, a load error) is guarded by a lock.
+written by the tier-load thread (the precision decision, a load error) and the tier history the
+main loop appends to are guarded by one lock.
 """
 
 import logging
@@ -79,7 +80,7 @@ class Appliance:
         self.parts = parts
         self.tier_history: List[TierChange] = [parts.controller.start_change]
         self._on_tier_change = on_tier_change
-        self._lock = threading.Lock()  # guards _precision and _loading_error
+        self._lock = threading.Lock()  # guards tier_history, _precision and _loading_error
         self._precision = precision
         self._loading_error: Optional[VideoAnalysisError] = None
         self._loading: Optional[threading.Thread] = None
@@ -97,13 +98,15 @@ class Appliance:
     def telemetry(self) -> Telemetry:
         status = self.parts.controller.status()
         delivery = self.parts.delivery
+        with self._lock:
+            history = list(self.tier_history)
         return Telemetry(
             version=__version__,
             tier=status.tier.name,
             tier_level=status.level,
             effective_fps=status.effective_fps,
             target_fps=status.target_fps,
-            tier_changes=list(self.tier_history),
+            tier_changes=history,
             precision=self.precision,
             spool_write_errors=delivery.errors if delivery is not None else 0,
             cameras=self.pipeline.stats(),
@@ -147,7 +150,8 @@ class Appliance:
         """Record a tier change and load its detector in the background; the pipeline swaps
         to it once loaded (`tick` reports a failed load)."""
         log.info("%s", change)
-        self.tier_history.append(change)
+        with self._lock:
+            self.tier_history.append(change)
         if self._on_tier_change is not None:
             self._on_tier_change(change)
         self._loading = threading.Thread(target=self._load_tier, args=(change,), name="tier-load", daemon=True)
