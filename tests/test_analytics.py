@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from contract import HeatmapBody, decode_cells, sum_tiles
+from edge.commands.overlay import render_heatmap_overlay
 from edge.config import CameraConfig, Config
 from edge.core.analytics import (
     CameraAnalytics,
@@ -14,9 +15,9 @@ from edge.core.analytics import (
     ZoneSpec,
     encode_tiles,
     inside_polygon,
-    render_heatmap_overlay,
 )
 from edge.core.tracking import Track
+from edge.runtime.analysis import analytics_from_config
 
 W, H = 1000, 1000  # 1 px = 0.001 normalised
 # A vertical door at x = 0.5 from y 0.2 to 0.8, pointing down: its left (seen on the image) is
@@ -185,7 +186,7 @@ def test_from_config() -> None:
         lines=[{"id": "door", "points": [(0.5, 0.2), (0.5, 0.8)]}],
         zones=[{"id": "queue", "polygon": [(0.6, 0.6), (0.9, 0.6), (0.9, 0.9)]}],
     )
-    a = CameraAnalytics.from_config(config, camera, ["person"])
+    a = analytics_from_config(config, camera, ["person"])
     assert [line.line_id for line in a.lines] == ["door"]
     assert a.counts_window_s == config.counts.window_s
     assert a.grid_size == config.heatmap.grid

@@ -11,7 +11,7 @@ from edge.core.tiers import Tier
 from edge.detection.factory import load_tier_detector
 from edge.devkit.synthetic import standard_scenes, write_scene
 from edge.runtime.analysis import CameraAnalysis
-from edge.runtime.pipeline import Pipeline
+from edge.runtime.pipeline import Pipeline, WindowStatus
 from edge.runtime.sources import SourceReader
 
 
@@ -53,7 +53,7 @@ class _BrokenAnalyser:
     def update(self, frame, detections, seconds) -> None:
         raise ValueError("analytics bug")
 
-    def poll(self, now: float, final: bool = False) -> None:
+    def poll(self, now: float, status: WindowStatus, final: bool = False) -> None:
         pass
 
 

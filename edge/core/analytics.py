@@ -27,15 +27,12 @@ OpenCV, because `cv2.pointPolygonTest` handles one point per call and this runs 
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 
 from contract import UINT16_MAX, CountsBody, LineCounts, ObjectCounts, ZoneCounts, tile_body
 from edge.core.tracking import Track
-
-if TYPE_CHECKING:  # the schema needs pydantic; the analytics themselves do not
-    from edge.config import CameraConfig, Config
 
 Point = Tuple[float, float]
 Window = Tuple[float, float]
@@ -224,13 +221,6 @@ class ZoneCounter:
 
 
 @dataclass(frozen=True)
-class Occupancy:
-    now: int
-    max: int
-    mean: float
-
-
-@dataclass(frozen=True)
 class CountsWindow:
     """One closed counting window of one camera."""
 
@@ -318,24 +308,6 @@ def encode_tiles(grid: np.ndarray, tile_size: Tuple[int, int]) -> List[HeatmapTi
     return tiles
 
 
-def render_heatmap_overlay(
-    frame_bgr: np.ndarray, grid_person_seconds: np.ndarray, alpha: float = 0.6
-) -> np.ndarray:
-    """The frame with the heatmap blended over it (cv2's JET colormap, opacity growing with the
-    value, empty cells left clear). Returns a new BGR uint8 image of the frame's size."""
-    import cv2  # only the demo renders; keep the pure path free of it
-
-    height, width = frame_bgr.shape[:2]
-    grid = np.asarray(grid_person_seconds, np.float32)
-    peak = float(grid.max()) if grid.size else 0.0
-    if peak <= 0:
-        return frame_bgr.copy()
-    level = cv2.resize(grid / peak, (width, height), interpolation=cv2.INTER_LINEAR)
-    level = cv2.GaussianBlur(level, (0, 0), sigmaX=max(1.0, width / grid.shape[1] / 2))
-    level = np.clip(level / max(float(level.max()), 1e-9), 0.0, 1.0)
-    colours = cv2.applyColorMap((level * 255).astype(np.uint8), cv2.COLORMAP_JET)
-    weight = (alpha * np.sqrt(level))[:, :, None]
-    return (frame_bgr * (1 - weight) + colours * weight).astype(np.uint8)
 
 
 # --- per camera ------------------------------------------------------------------------
@@ -415,28 +387,6 @@ class CameraAnalytics:
         self._grid = np.zeros((heatmap_grid[1], heatmap_grid[0]))
         self._pending_counts: List[CountsWindow] = []
         self._pending_heatmaps: List[HeatmapWindow] = []
-
-    @classmethod
-    def from_config(
-        cls, config: "Config", camera: "CameraConfig", class_names: Sequence[str]
-    ) -> "CameraAnalytics":
-        """From the daemon's config and one of its cameras; `class_names` are the detector's
-        classes (index = `Track.class_id`); the classes counted are `config.detector.classes`."""
-        counts, heatmap = config.counts, config.heatmap
-        return cls(
-            class_names=class_names,
-            counted_classes=config.detector.classes,
-            lines=[LineSpec(line.id, line.points[0], line.points[1]) for line in camera.lines],
-            zones=[ZoneSpec(zone.id, tuple(zone.polygon)) for zone in camera.zones],
-            counts_window_s=counts.window_s,
-            line_min_distance=counts.line_min_distance,
-            heatmap_window_s=heatmap.window_s,
-            heatmap_grid=heatmap.grid,
-            heatmap_tile=heatmap.tile,
-            heatmap_enabled=heatmap.enabled,
-            # A track the tracker has dropped is not coming back; let zones close its dwell.
-            forget_after_s=config.tracker.buffer_s + 1.0,
-        )
 
     # --- feeding ---
 

@@ -18,7 +18,7 @@ from typing import Optional
 
 from edge.config import Config, load_config
 from edge.core.errors import ConfigError, VideoAnalysisError
-from edge.runtime.appliance import Appliance
+from edge.runtime.appliance import build_appliance
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +51,9 @@ def run_daemon(config: Config, config_path: Optional[Path] = None) -> int:
     watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0"))
     ping_every = watchdog_usec / 2e6 if watchdog_usec else 0.0
     while True:
-        appliance = Appliance(config)
+        appliance = build_appliance(config)
         appliance.start()
-        sd_notify(f"READY=1\nSTATUS=running tier {appliance.controller.tier.name}")
+        sd_notify(f"READY=1\nSTATUS=running tier {appliance.parts.controller.tier.name}")
         log.info("running: device %s, %d camera(s)", config.device_id, len(config.cameras))
         last_ping = 0.0
         try:

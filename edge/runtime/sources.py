@@ -5,6 +5,9 @@ frames replaced before the pipeline took them are counted as drops. A file sourc
 plays at its native rate (like a camera, same latest-frame rule) or as fast as the consumer
 takes frames (no drops: for tests, calibration and benchmarks). Live sources reconnect with
 exponential backoff; a one-shot command gets a SourceError instead.
+
+The pipeline depends on the `FrameSource` protocol, not on OpenCV: `SourceReader` implements
+it for real sources, and tests feed the pipeline with sources that need no video file.
 """
 
 import itertools
@@ -13,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Generator, List, Optional
+from typing import Callable, Generator, List, Optional, Protocol
 
 import cv2
 import numpy as np
@@ -39,6 +42,24 @@ class SourceStats:
     reconnects: int = 0
     connected: bool = False
     last_error: str = ""
+
+
+class FrameSource(Protocol):
+    """What the pipeline reads frames from (one camera)."""
+
+    realtime: bool  # keeps only the newest frame (a camera); else hands over every frame
+    finished: bool  # a finite source reached its end
+    stats: SourceStats
+    # Set by the pipeline before `start`: the source sets it on every new frame and at its end.
+    frame_ready: Optional[threading.Event]
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def take(self, timeout: float = 0.0) -> Optional[Frame]:
+        """The newest frame not yet taken (None when there is none)."""
+        ...
 
 
 def has_gstreamer() -> bool:
@@ -118,7 +139,7 @@ def redact(source: str) -> str:
 
 
 class SourceReader:
-    """Reads one source on its own thread and hands out frames.
+    """Reads one source on its own thread and hands out frames (a `FrameSource`).
 
     `latest=True`: keep only the newest frame (live cameras, files played in real time).
     `latest=False`: hand over every frame, blocking the reader until it is taken.
