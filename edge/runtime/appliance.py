@@ -133,7 +133,9 @@ class Appliance:
         for camera in config.cameras:
             analysis = CameraAnalysis(config, camera, sinks, status=self._window_status)
             self.analyses[camera.id] = analysis
-            reader = SourceReader(camera.id, camera.source, realtime=camera.realtime, loop=camera.loop, clock=clock)
+            reader = SourceReader(
+                camera.id, camera.source_url(), realtime=camera.realtime, loop=camera.loop, clock=clock
+            )
             cameras.append((camera, reader, analysis))
         self.max_batch = min(config.detector.max_batch, len(config.cameras))
         detector, self.precision = load_guarded_tier_detector(config, self.controller.tier, self.max_batch, progress)
