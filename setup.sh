@@ -425,7 +425,10 @@ aggregator_mode() {
     make_venv "$opt/venv"
     install_wheel "$opt/venv" aggregator
     install_file 0644 "$HERE/deployment/mosquitto/mosquitto.conf" "$mosq/conf.d/video-analysis.conf"
-    install_file 0644 "$HERE/deployment/mosquitto/video-analysis.acl" "$mosq/video-analysis.acl"
+    # The ACL grows with add-device.sh: installed once, never overwritten.
+    if [ ! -f "$mosq/video-analysis.acl" ]; then
+        install_file 0644 "$HERE/deployment/mosquitto/video-analysis.acl" "$mosq/video-analysis.acl"
+    fi
     [ -f "$unit_src" ] || fail_step "aggregator unit" "$unit_src is missing"
     local unit_tmp
     unit_tmp="$(mktemp)"
