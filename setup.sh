@@ -138,6 +138,17 @@ run_step() {
     "$@" || fail_step "$name" "exit $?"
 }
 
+# Run a noisy step (pip) with its output in a log file, shown by name when it fails.
+run_logged() {
+    local name="$1" log; shift
+    log="$(mktemp -t "video-analysis-setup.XXXXXX.log")"
+    if "$@" >"$log" 2>&1; then
+        rm -f "$log"
+    else
+        fail_step "$name" "exit $?; its output is in $log"
+    fi
+}
+
 apt_install() {
     local missing=() pkg
     for pkg in "$@"; do
@@ -156,7 +167,7 @@ make_venv() {
     if [ ! -x "$venv/bin/python" ]; then
         changed "creating virtual environment $venv"
         run_step "venv $venv" "$PYTHON" -m venv "$@" "$venv"
-        run_step "pip upgrade" "$venv/bin/python" -m pip install -q --upgrade pip
+        run_logged "pip upgrade" "$venv/bin/python" -m pip install -q --upgrade pip
     fi
 }
 
@@ -196,11 +207,11 @@ install_wheel() {
     fi
     changed "building the video-analysis wheel and installing it into $venv with [$extras]"
     wheel_dir="$(mktemp -d)"
-    run_step "build wheel" "$venv/bin/pip" wheel -q --no-deps -w "$wheel_dir" "$HERE"
+    run_logged "build wheel" "$venv/bin/pip" wheel -q --no-deps -w "$wheel_dir" "$HERE"
     local wheels=("$wheel_dir"/video_analysis-*.whl)
     [ -f "${wheels[0]}" ] || fail_step "build wheel" "no wheel in $wheel_dir"
-    run_step "pip install" "$venv/bin/pip" install -q --force-reinstall --no-deps "${wheels[0]}"
-    run_step "pip install dependencies" "$venv/bin/pip" install -q "${wheels[0]}${extras:+[$extras]}"
+    run_logged "pip install" "$venv/bin/pip" install -q --force-reinstall --no-deps "${wheels[0]}"
+    run_logged "pip install dependencies" "$venv/bin/pip" install -q "${wheels[0]}${extras:+[$extras]}"
     rm -rf "$wheel_dir"
     printf '%s\n' "$spec" >"$stamp"
 }

@@ -114,3 +114,27 @@ def test_daemon_unit_stops_on_config_and_model_errors() -> None:
         "check-config --quiet",
     ):
         assert line in unit
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def _has_system_seccomp() -> bool:
+    check = subprocess.run([SYSTEM_PYTHON, "-c", "import seccomp"], capture_output=True)
+    return check.returncode == 0 and shutil.which("systemd-analyze") is not None
+
+
+@pytest.mark.skipif(not _has_system_seccomp(), reason="needs python3-seccomp (apt) and systemd-analyze")
+def test_unit_system_call_filter_lets_numpy_import_and_would_kill_without_an_error_number(tmp_path: Path) -> None:
+    """OpenBLAS calls mbind (@resources) at `import numpy`: EPERM is survivable, SIGSYS is not."""
+    unit = ROOT / "systemd/video-analysis.service"
+    command = [sys.executable, "-c", "import numpy, onnxruntime, cv2; print('imported')"]
+    wrapper = [SYSTEM_PYTHON, str(ROOT / "tests/systemd_seccomp.py")]
+    filtered = subprocess.run([*wrapper, str(unit), "--", *command], capture_output=True, text=True, timeout=120)
+    assert filtered.returncode == 0 and "imported" in filtered.stdout, filtered.stderr
+    killing = tmp_path / "no-errno.service"
+    killing.write_text(
+        "\n".join(line for line in unit.read_text().splitlines() if not line.startswith("SystemCallErrorNumber="))
+    )
+    killed = subprocess.run([*wrapper, str(killing), "--", *command], capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -31  # SIGSYS, "Bad system call"
