@@ -350,8 +350,7 @@ class PolicyConfig(Section):
 class CalibrationConfig(Section):
     dir: Optional[Path] = Field(
         None,
-        description="Where calibration sets live (<dir>/<name>/); defaults to the checkout's "
-        "calibration/ when it exists, else <state_dir>/calibration.",
+        description="Where calibration sets live (<dir>/<name>/); defaults to <state_dir>/calibration.",
     )
     set_name: Optional[str] = Field(
         None, description="Calibration set for INT8; defaults to the newest set, else the built-in scenes."

@@ -13,7 +13,7 @@ import pytest
 from edge.core.errors import ModelError
 from edge.detection.engines import EngineOptions, create_detector, detect
 from edge.detection.engines import tensorrt as trt_engine
-from edge.detection.int8.sets import synthetic_frames, write_set
+from edge.detection.int8.sets import builtin_frames, write_set
 from edge.detection.manifest import get_model
 
 STANDIN = Path(__file__).parent / "trt_standin"
@@ -43,7 +43,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def frames():
-    return list(synthetic_frames(8))
+    return list(builtin_frames(8))
 
 
 @pytest.fixture

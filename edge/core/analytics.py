@@ -69,7 +69,8 @@ def inside_polygon(polygon: np.ndarray, points: np.ndarray) -> np.ndarray:
     straddles = (y1 > y) != (y2 > y)
     with np.errstate(divide="ignore", invalid="ignore"):
         x_cross = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
-    return np.count_nonzero(straddles & (x < x_cross), axis=1) % 2 == 1
+    inside: np.ndarray = np.count_nonzero(straddles & (x < x_cross), axis=1) % 2 == 1
+    return inside
 
 
 def distance_to_polygon_edges(polygon: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -80,7 +81,8 @@ def distance_to_polygon_edges(polygon: np.ndarray, points: np.ndarray) -> np.nda
     ab = b - a
     t = np.clip(np.sum((p - a) * ab, axis=2) / np.maximum(np.sum(ab * ab, axis=2), 1e-12), 0.0, 1.0)
     nearest = a + t[:, :, None] * ab
-    return np.sqrt(np.min(np.sum((p - nearest) ** 2, axis=2), axis=1))
+    distances: np.ndarray = np.sqrt(np.min(np.sum((p - nearest) ** 2, axis=2), axis=1))
+    return distances
 
 
 # --- lines -----------------------------------------------------------------------------
@@ -371,7 +373,8 @@ def decode_heatmap_tile(body: Dict[str, object]) -> np.ndarray:
     values = np.frombuffer(raw, dtype="<u2")
     if values.size != w * h:
         raise ValueError(f"heatmap tile: {values.size} values for a {w}x{h} tile")
-    return values.reshape(h, w).astype(np.float64) * float(body["scale"])  # type: ignore[arg-type]
+    tile: np.ndarray = values.reshape(h, w).astype(np.float64) * float(body["scale"])  # type: ignore[arg-type]
+    return tile
 
 
 def heatmap_grid_from_tiles(bodies: Iterable[Dict[str, object]]) -> np.ndarray:
@@ -612,7 +615,10 @@ class CameraAnalytics:
     def _close_counts(self, window: Window) -> CountsWindow:
         acc = self._acc
         seconds = acc.seconds
-        mean = lambda weighted: weighted / seconds if seconds > 0 else 0.0  # noqa: E731
+
+        def mean(weighted: float) -> float:
+            return weighted / seconds if seconds > 0 else 0.0
+
         objects = {
             name: ObjectCounts(
                 acc.now.get(name, 0),

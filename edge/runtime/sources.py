@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional
+from typing import Callable, Generator, List, Optional
 
 import cv2
 import numpy as np
@@ -245,7 +245,7 @@ class SourceReader:
             index += 1
 
 
-def frames_of(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
+def frames_of(capture: cv2.VideoCapture) -> Generator[np.ndarray, None, None]:
     """The frames of an opened capture until it ends; the capture is released after."""
     try:
         ok, image = capture.read()

@@ -734,15 +734,16 @@ def create_ort_tensorrt_detector(model: ModelSpec, options: EngineOptions) -> An
 
 
 def default_calibration(model: ModelSpec, options: EngineOptions) -> Optional[CalibrationSource]:
-    """Calibration from the newest set in the checkout's calibration/ (or the built-in scenes,
-    written under the cache dir), for loads that come through the engine registry."""
-    from edge.detection.int8.sets import REPO_CALIBRATION_DIR, ensure_builtin_set, list_sets, load_set
+    """Calibration from the newest set under the cache dir's calibration/ (else the built-in set,
+    copied there), for loads that come through the engine registry."""
+    from edge.detection.int8.sets import ensure_builtin_set, list_sets, load_set
 
-    sets = list_sets(REPO_CALIBRATION_DIR)
+    root = Path(options.cache_dir or ".") / "calibration"
+    sets = list_sets(root)
     if sets:
         chosen = load_set(sets[0])
     else:
-        chosen = ensure_builtin_set(Path(options.cache_dir or ".") / "calibration")
+        chosen = ensure_builtin_set(root)
     frames, _ = chosen.split(0.2)
     return CalibrationSource(
         frames, calibration_table_path(chosen.directory, model, options, chosen.content_hash())

@@ -26,7 +26,6 @@ from edge.detection.engines import Detector, EngineOptions, create_detector, det
 from edge.detection.int8.quantize import QuantizeResult, quantize_cached
 from edge.detection.int8.sets import (
     BUILTIN_SET,
-    REPO_CALIBRATION_DIR,
     CalibrationFrame,
     CalibrationSet,
     FrameTensorReader,
@@ -42,28 +41,26 @@ log = logging.getLogger(__name__)
 
 
 class TierLike(Protocol):
-    """What the guard needs of a tier (edge.device.tiers.Tier and config.TierConfig both have it)."""
+    """What the guard needs of a tier (edge.core.tiers.Tier and config.TierConfig both have it;
+    read-only, as both are frozen)."""
 
-    model: str
-    precision: str
-    engine: str
-    input: int
-    dla: bool
+    @property
+    def model(self) -> str: ...
+    @property
+    def precision(self) -> str: ...
+    @property
+    def engine(self) -> str: ...
+    @property
+    def input(self) -> int: ...
+    @property
+    def dla(self) -> bool: ...
 
 
 def calibration_root(config: Config) -> Path:
-    """config.calibration.dir, else the checkout's calibration/ when writable, else state_dir."""
+    """config.calibration.dir, else <state_dir>/calibration."""
     if config.calibration.dir is not None:
         return Path(config.calibration.dir)
-    if REPO_CALIBRATION_DIR.is_dir() and _writable(REPO_CALIBRATION_DIR):
-        return REPO_CALIBRATION_DIR
     return config.state_dir / "calibration"
-
-
-def _writable(path: Path) -> bool:
-    import os
-
-    return os.access(str(path), os.W_OK)
 
 
 def cache_dir(config: Config) -> Path:
