@@ -279,7 +279,7 @@ device_mode() {
         plan files "$etc/config.yaml (kept when present), $opt/share/doc/{README.md,platforms.md}"
         plan unit "$units/video-analysis.service"
         if [ "$jetpack_bindings" -eq 1 ]; then
-            plan drop-in "$units/video-analysis.service.d/jetson.conf (BindPaths=/tmp/argus_socket for nvarguscamerasrc)"
+            plan drop-in "$units/video-analysis.service.d/jetson.conf (BindPaths=/tmp/argus_socket for nvarguscamerasrc; DeviceAllow= for the /dev/nv* nodes present)"
         fi
         plan check "video-analysis check-config --quiet -c $etc/config.yaml"
         plan engines "$engines_note, cached in $state/cache"
@@ -345,9 +345,17 @@ device_mode() {
     if [ "$jetpack_bindings" -eq 1 ]; then
         local dropin_tmp
         dropin_tmp="$(mktemp)"
-        printf '%s\n' "# Written by setup.sh: nvarguscamerasrc (csi:// sources) talks to nvargus-daemon" \
-            "# through /tmp/argus_socket, which PrivateTmp= would hide." \
-            "[Service]" "BindPaths=/tmp/argus_socket" >"$dropin_tmp"
+        {
+            printf '%s\n' "# Written by setup.sh: nvarguscamerasrc (csi:// sources) talks to nvargus-daemon" \
+                "# through /tmp/argus_socket, which PrivateTmp= would hide; the GPU, DLA and" \
+                "# multimedia nodes of this JetPack, as found at install time." \
+                "[Unit]" "After=nvargus-daemon.service" \
+                "[Service]" "BindPaths=-/tmp/argus_socket"
+            local node
+            for node in /dev/nvhost-* /dev/nvmap /dev/nvgpu/*/* /dev/nvidia* /dev/host1x-fence /dev/nvsciipc; do
+                if [ -c "$node" ]; then printf 'DeviceAllow=%s rw\n' "$node"; fi
+            done
+        } >"$dropin_tmp"
         install_file 0644 "$dropin_tmp" "$units/video-analysis.service.d/jetson.conf"
         rm -f "$dropin_tmp"
     fi

@@ -48,6 +48,21 @@ def test_dry_run_plan_follows_the_prefix(tmp_path: Path) -> None:
     assert not any(tmp_path.iterdir()), "a dry run created files"
 
 
+def test_mode_defaults_to_device_on_a_device_and_local_elsewhere() -> None:
+    on_pi = setup_sh("--dry-run", "--probe-root", str(PLATFORMS / "rpi-5"))
+    assert on_pi.returncode == 0 and "mode:      device" in on_pi.stdout
+    on_desktop = setup_sh("--dry-run", "--probe-root", str(PLATFORMS / "x86-rtx"))
+    assert on_desktop.returncode == 0 and "mode:      local" in on_desktop.stdout
+
+
+def test_checkout_and_aggregator_plans() -> None:
+    dev = setup_sh("dev", "--dry-run", "--probe-root", str(PLATFORMS / "this-machine"))
+    assert dev.returncode == 0 and "python3-seccomp" in dev.stdout and "[opencv,demo,dev]" in dev.stdout
+    server = setup_sh("aggregator", "--dry-run", "--probe-root", str(PLATFORMS / "this-machine"))
+    assert server.returncode == 0, server.stderr
+    assert "video-analysis.acl" in server.stdout and "[aggregator]" in server.stdout
+
+
 def test_32_bit_raspberry_pi_os_is_refused_in_one_line() -> None:
     done = setup_sh("device", "--dry-run", "--probe-root", str(SETUP_FIXTURES / "rpi-4-armhf"))
     assert done.returncode == 2 and done.stdout == ""
