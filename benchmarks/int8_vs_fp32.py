@@ -28,7 +28,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from edge.core.accuracy import compare  # noqa: E402
-from edge.detection.engines import EngineOptions, create_detector, detect  # noqa: E402
+from edge.detection.engines import EngineOptions, detect  # noqa: E402
+from edge.detection.factory import create_detector  # noqa: E402
 from edge.detection.int8.guard import quantize_for, with_int8_file  # noqa: E402
 from edge.detection.int8.sets import BUILTIN_SET, load_images, write_set  # noqa: E402
 from edge.detection.manifest import get_model  # noqa: E402

@@ -233,7 +233,10 @@ class TierConfig(Section):
     model: str = Field(description="Model name from models/manifest.json.")
     precision: str = Field("int8", pattern="^(fp32|fp16|int8)$", description="fp32, fp16 or int8.")
     engine: str = Field(
-        "onnxruntime", pattern="^(onnxruntime|tensorrt)$", description="onnxruntime or tensorrt."
+        "onnxruntime",
+        min_length=1,
+        description="A registered engine plug-in (built in: onnxruntime, tensorrt); checked against the "
+        "engine registry by check-config and at start.",
     )
     input: int = Field(300, ge=32, le=1280, description="Square input size in pixels.")
     frame_skip: int = Field(1, ge=1, le=30, description="Analyse one frame in this many.")
@@ -326,9 +329,6 @@ class PolicyConfig(Section):
     backoff_max_s: float = Field(600.0, gt=0, description="Longest back-off after failed step-ups.")
     temperature_c: float = Field(85.0, gt=0, description="SoC temperature that forces a step down.")
     memory_percent: float = Field(90.0, gt=0, le=100, description="Memory use that forces a step down.")
-    measure_s: float = Field(
-        2.0, gt=0, description="Seconds each runnable tier is measured at start (cached)."
-    )
     tiers: Dict[str, List[TierConfig]] = Field(
         default_factory=_default_tiers, description="Per platform class, the tiers best quality first."
     )

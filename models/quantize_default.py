@@ -156,8 +156,9 @@ def median_latencies_ms(paths: List[Path], runs: int = 300) -> Tuple[float, ...]
 
 def best_boxes(path: Path) -> List[str]:
     """Best person box per photograph, for a quick FP32 / INT8 comparison."""
-    from edge.detection.anchors import ssd_anchors
-    from edge.detection.postprocess import PostprocessSettings, postprocess_ssd
+    from edge.detection.families.base import PostprocessSettings
+    from edge.detection.families.ssd import postprocess_ssd
+    from edge.detection.families.ssd_anchors import ssd_anchors
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     lines = []

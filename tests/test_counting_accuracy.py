@@ -9,9 +9,9 @@ import pytest
 
 from edge.config import Config, parse_config
 from edge.core.tiers import Tier
+from edge.detection.factory import load_tier_detector
 from edge.devkit.synthetic import Scene, ground_truth, standard_scenes, write_scene
 from edge.runtime.analysis import CameraAnalysis
-from edge.runtime.appliance import load_tier_detector
 from edge.runtime.pipeline import Pipeline
 from edge.runtime.sources import SourceReader
 

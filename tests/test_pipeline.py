@@ -8,9 +8,9 @@ import pytest
 from edge.commands.cli import main
 from edge.config import parse_config
 from edge.core.tiers import Tier
+from edge.detection.factory import load_tier_detector
 from edge.devkit.synthetic import standard_scenes, write_scene
 from edge.runtime.analysis import CameraAnalysis
-from edge.runtime.appliance import load_tier_detector
 from edge.runtime.pipeline import Pipeline
 from edge.runtime.sources import SourceReader
 

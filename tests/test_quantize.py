@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.detection.engines.onnxruntime import preprocess_ssd
+from edge.detection.families.ssd import preprocess_ssd
 from edge.detection.int8.quantize import QuantizeSettings, quantize_cached
 from edge.detection.int8.sets import (
     CandidateFrame,

@@ -23,12 +23,12 @@ import numpy as np
 
 from edge.config import DEFAULT_CONFIG_PATH, Config, load_config, parse_config
 from edge.core.tiers import Tier
+from edge.detection.factory import load_tier_detector
 from edge.detection.manifest import DEFAULT_MODELS_DIR, load_manifest
 from edge.device.hardware import HardwareProfile, probe
 from edge.device.tiers import select_tiers
 from edge.devkit.synthetic import standard_scenes, write_scene
 from edge.runtime.analysis import CameraAnalysis
-from edge.runtime.appliance import load_tier_detector
 from edge.runtime.pipeline import Pipeline
 from edge.runtime.sources import SourceReader, read_all_frames
 

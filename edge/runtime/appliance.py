@@ -6,82 +6,26 @@ once-a-second tick (tier adaptation, snapshots). `edge.runtime.service` runs it 
 import logging
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional
 
 import cv2
 
 from contract.wire import new_boot_id
 from edge import __version__
 from edge.config import Config
-from edge.core.accuracy import PrecisionDecision
 from edge.core.errors import ConfigError, VideoAnalysisError
 from edge.core.policy import AdaptiveController, TierChange
-from edge.core.tiers import Tier
 from edge.delivery.publisher import Publisher
 from edge.delivery.spool import Spool, SpoolError
-from edge.detection.engines import Detector, EngineOptions, create_detector, detect
-from edge.detection.int8.guard import load_guarded_detector
+from edge.detection.int8.guard import load_guarded_tier_detector, log_progress
 from edge.detection.manifest import DEFAULT_MODELS_DIR, load_manifest
 from edge.device.hardware import HardwareProfile, probe, read_memory_percent, read_temperature_c
-from edge.device.tiers import MeasurementCache, default_cache_path, predict_capacities, select_tiers
+from edge.device.tiers import MeasurementCache, default_cache_path, measure_tier, predict_capacities, select_tiers
 from edge.runtime.analysis import CameraAnalysis, WindowSink, WindowStatus
 from edge.runtime.pipeline import Pipeline
 from edge.runtime.sources import SourceReader
 
 log = logging.getLogger(__name__)
-
-
-def tier_options(config: Config, tier: Tier, max_batch: int) -> EngineOptions:
-    """Engine options of a tier; the score threshold is the tracker's low threshold, because
-    ByteTrack's second stage uses low-score detections."""
-    return EngineOptions(
-        precision=tier.precision,
-        input_size=(tier.input, tier.input),
-        max_batch=max_batch,
-        score_threshold=min(config.detector.score_threshold, config.tracker.low_threshold),
-        nms_iou=config.detector.nms_iou,
-        dla_core=0 if tier.dla else -1,
-        cache_dir=str(config.state_dir / "cache"),
-    )
-
-
-def load_tier_detector(config: Config, tier: Tier, max_batch: int) -> Detector:
-    """The detector of one tier as configured (no accuracy guard: measurements and tests)."""
-    model = load_manifest(config.models_dir or DEFAULT_MODELS_DIR)[tier.model]
-    return create_detector(tier.engine, model, tier_options(config, tier, max_batch))
-
-
-def _log_progress(message: str) -> None:
-    log.info("calibration: %s", message)
-
-
-def load_guarded_tier_detector(
-    config: Config, tier: Tier, max_batch: int, progress: Callable[[str], None] = _log_progress
-) -> Tuple[Detector, PrecisionDecision]:
-    """The detector the daemon runs: INT8 is calibrated on this device's calibration set and
-    used only when it agrees with FP32 above `calibration.agreement_floor`; else FP32."""
-    model = load_manifest(config.models_dir or DEFAULT_MODELS_DIR)[tier.model]
-    detector, decision = load_guarded_detector(
-        config, tier, model, tier_options(config, tier, max_batch), progress=progress
-    )
-    log.info("precision for %s: %s (%s)", tier.name, decision.chosen, decision.reason)
-    return detector, decision
-
-
-def measure_tier(config: Config, tier: Tier, frames: int = 20) -> float:
-    """Processed frames per second of one tier on this device (single stream, batch 1)."""
-    import numpy as np
-
-    detector = load_tier_detector(config, tier, max_batch=1)
-    try:
-        image = np.random.default_rng(0).integers(0, 255, (360, 640, 3), dtype=np.uint8)
-        detect(detector, [image])  # warm-up: first-run allocations are not the tier's speed
-        started = time.perf_counter()
-        for _ in range(frames):
-            detect(detector, [image])
-        return frames / (time.perf_counter() - started)
-    finally:
-        detector.close()
 
 
 class Appliance:
@@ -95,7 +39,7 @@ class Appliance:
         profile: Optional[HardwareProfile] = None,
         publish: bool = True,
         on_tier_change: Optional[Callable[[TierChange], None]] = None,
-        progress: Callable[[str], None] = _log_progress,
+        progress: Callable[[str], None] = log_progress,
     ) -> None:
         if not config.cameras:
             raise ConfigError("config: cameras: at least one camera is needed to run")

@@ -34,7 +34,6 @@ from edge.core.errors import ConfigError, SourceError
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".ts")
 MANIFEST = "manifest.json"
 BUILTIN_SET = "builtin"
 JPEG_QUALITY = 95
@@ -227,6 +226,8 @@ def builtin_frames(count: int) -> Iterator[CandidateFrame]:
         frames = [frames[i] for i in np.linspace(0, len(frames) - 1, count).round().astype(int)]
     for frame, image in zip(frames, load_images(frames)):
         yield CandidateFrame(image, frame.origin, frame.labels)
+
+
 # --- collection and storage --------------------------------------------------------------------
 
 
@@ -397,15 +398,3 @@ def tensor_batches(
     TensorRT calibrators must hand over exactly the batch size they announce)."""
     for start in range(0, len(frames) - batch_size + 1, batch_size):
         yield preprocess(load_images(frames[start : start + batch_size]))
-
-
-def describe(calibration_set: CalibrationSet) -> Dict[str, object]:
-    labelled = sum(1 for f in calibration_set.frames if f.labels is not None)
-    return {
-        "name": calibration_set.name,
-        "directory": str(calibration_set.directory),
-        "frames": len(calibration_set.frames),
-        "labelled": labelled,
-        "hash": calibration_set.content_hash()[:16],
-        "source": calibration_set.source,
-    }
