@@ -230,7 +230,7 @@ class SpoolConfig(Section):
 
 
 class TierConfig(Section):
-    model: str = Field(description="Model name from models/manifest.json.")
+    model: str = Field(description="Model name from the model manifest (manifest.json in models_dir).")
     precision: str = Field("int8", pattern="^(fp32|fp16|int8)$", description="fp32, fp16 or int8.")
     engine: str = Field(
         "onnxruntime",
@@ -376,7 +376,7 @@ class Config(Section):
         Path("/var/lib/video-analysis"), description="Spool, seq counter, engine cache and tier measurements."
     )
     models_dir: Optional[Path] = Field(
-        None, description="Model files and manifest; defaults to the shipped models/."
+        None, description="Model files and manifest; defaults to the models shipped in the package."
     )
     log_level: str = Field(
         "info", pattern="^(debug|info|warning|error)$", description="Log level of the daemon (--debug overrides)."

@@ -6,14 +6,13 @@ from typing import List, Sequence, Tuple
 import numpy as np
 import pytest
 
+from contract import HeatmapBody, decode_cells, sum_tiles
 from edge.config import CameraConfig, Config
 from edge.core.analytics import (
     CameraAnalytics,
     LineSpec,
     ZoneSpec,
-    decode_heatmap_tile,
     encode_tiles,
-    heatmap_grid_from_tiles,
     inside_polygon,
     render_heatmap_overlay,
 )
@@ -207,16 +206,16 @@ def test_heatmap_tiles_round_trip_and_skip_empty() -> None:
     assert sorted(t.tile for t in tiles) == [(0, 0), (2, 1), (3, 2)]
     bodies = [t.body() for t in tiles]
     assert all(b["unit"] == "person_seconds" and b["dtype"] == "uint16" for b in bodies)
-    back = heatmap_grid_from_tiles(bodies)
+    back = sum_tiles(bodies).to_numpy()
     np.testing.assert_allclose(back, grid, atol=1234.5 / 65535)
-    assert decode_heatmap_tile(bodies[0]).shape == (12, 16)
+    assert len(decode_cells(HeatmapBody.from_dict(bodies[0]))) == 12 * 16
 
 
 def test_heatmap_edge_tiles_are_padded() -> None:
     grid = np.ones((10, 10))
     tiles = encode_tiles(grid, (4, 4))
     assert len(tiles) == 9 and all(t.values.shape == (4, 4) for t in tiles)
-    np.testing.assert_allclose(heatmap_grid_from_tiles(t.body() for t in tiles), grid, atol=1e-4)
+    np.testing.assert_allclose(sum_tiles(t.body() for t in tiles).to_numpy(), grid, atol=1e-4)
 
 
 def test_render_overlay() -> None:

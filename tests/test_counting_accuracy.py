@@ -15,6 +15,8 @@ from edge.runtime.analysis import CameraAnalysis
 from edge.runtime.pipeline import Pipeline
 from edge.runtime.sources import SourceReader
 
+pytestmark = pytest.mark.slow  # integration: more than a few seconds
+
 
 def _camera_config(scene: Scene, video: Path, camera_id: str) -> Dict[str, object]:
     return {

@@ -15,6 +15,7 @@ from edge.runtime.pipeline import Pipeline
 from edge.runtime.sources import SourceReader
 
 
+@pytest.mark.slow
 def test_four_cameras_at_target_rate_or_drops_reported(tmp_path: Path) -> None:
     scenes = standard_scenes()
     videos = [write_scene(scene, tmp_path) for scene in scenes]
@@ -56,6 +57,7 @@ class _BrokenAnalyser:
         pass
 
 
+@pytest.mark.slow
 def test_an_analysis_failure_stops_the_pipeline_with_the_error(tmp_path: Path) -> None:
     scene = standard_scenes()[0]
     video = write_scene(scene, tmp_path)

@@ -25,14 +25,13 @@ Point-in-polygon and segment tests are written here (a few numpy lines) rather t
 OpenCV, because `cv2.pointPolygonTest` handles one point per call and this runs per frame.
 """
 
-import base64
 import math
-import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 
+from contract import UINT16_MAX, CountsBody, LineCounts, ObjectCounts, ZoneCounts, tile_body
 from edge.core.tracking import Track
 
 if TYPE_CHECKING:  # the schema needs pydantic; the analytics themselves do not
@@ -41,10 +40,6 @@ if TYPE_CHECKING:  # the schema needs pydantic; the analytics themselves do not
 Point = Tuple[float, float]
 Window = Tuple[float, float]
 
-HEATMAP_UNIT = "person_seconds"
-HEATMAP_DTYPE = "uint16"
-HEATMAP_ENCODING = "zlib+base64"
-_UINT16_MAX = 65535
 # Beyond this many windows without frames (a clock jump), the empty ones in between are skipped.
 MAX_EMPTY_WINDOWS = 1000
 
@@ -236,29 +231,6 @@ class Occupancy:
 
 
 @dataclass(frozen=True)
-class ObjectCounts:
-    now: int
-    max: int
-    mean: float
-    unique: int
-
-
-@dataclass(frozen=True)
-class LineCounts:
-    count_in: int
-    count_out: int
-
-
-@dataclass(frozen=True)
-class ZoneCounts:
-    now: int
-    max: int
-    mean: float
-    entered: int
-    dwell_mean_s: Optional[float]  # None when nobody left the zone in the window
-
-
-@dataclass(frozen=True)
 class CountsWindow:
     """One closed counting window of one camera."""
 
@@ -279,28 +251,23 @@ class CountsWindow:
     ) -> Dict[str, object]:
         """The DESIGN.md `counts` body. The pipeline supplies what it measures (fps, target,
         tier, dropped frames); `frames` defaults to the processed frames analytics saw."""
-        return {
-            "fps": round(float(fps), 2),
-            "target_fps": float(target_fps),
-            "tier": tier,
-            "frames": self.frames if frames is None else int(frames),
-            "dropped": int(dropped),
-            "objects": {
-                name: {"now": c.now, "max": c.max, "mean": round(c.mean, 3), "unique": c.unique}
-                for name, c in self.objects.items()
-            },
-            "lines": {name: {"in": c.count_in, "out": c.count_out} for name, c in self.lines.items()},
-            "zones": {
-                name: {
-                    "now": c.now,
-                    "max": c.max,
-                    "mean": round(c.mean, 3),
-                    "entered": c.entered,
-                    "dwell_mean_s": None if c.dwell_mean_s is None else round(c.dwell_mean_s, 2),
-                }
+        return CountsBody(
+            fps=round(float(fps), 2),
+            target_fps=float(target_fps),
+            tier=tier,
+            frames=self.frames if frames is None else int(frames),
+            dropped=int(dropped),
+            objects={name: replace(c, mean=round(c.mean, 3)) for name, c in self.objects.items()},
+            lines=dict(self.lines),
+            zones={
+                name: replace(
+                    c,
+                    mean=round(c.mean, 3),
+                    dwell_mean_s=None if c.dwell_mean_s is None else round(c.dwell_mean_s, 2),
+                )
                 for name, c in self.zones.items()
             },
-        }
+        ).to_dict()
 
 
 @dataclass(frozen=True)
@@ -315,19 +282,8 @@ class HeatmapTile:
     values: np.ndarray  # (h, w) uint16
 
     def body(self) -> Dict[str, object]:
-        """The DESIGN.md `heatmap` body; data is the (h, w) uint16 array, little-endian,
-        row-major, zlib-compressed, base64-encoded."""
-        raw = np.ascontiguousarray(self.values, dtype="<u2").tobytes()
-        return {
-            "grid": list(self.grid),
-            "tile": list(self.tile),
-            "tile_size": list(self.tile_size),
-            "unit": HEATMAP_UNIT,
-            "scale": self.scale,
-            "dtype": HEATMAP_DTYPE,
-            "encoding": HEATMAP_ENCODING,
-            "data": base64.b64encode(zlib.compress(raw, 6)).decode("ascii"),
-        }
+        """The DESIGN.md `heatmap` body, encoded by the contract's tile codec."""
+        return tile_body(self.grid, self.tile, self.tile_size, self.scale, self.values).to_dict()
 
 
 @dataclass(frozen=True)
@@ -356,44 +312,10 @@ def encode_tiles(grid: np.ndarray, tile_size: Tuple[int, int]) -> List[HeatmapTi
             peak = float(block.max())
             if peak <= 0:
                 continue
-            scale = peak / _UINT16_MAX
-            values = np.clip(np.rint(block / scale), 0, _UINT16_MAX).astype(np.uint16)
+            scale = peak / UINT16_MAX
+            values = np.clip(np.rint(block / scale), 0, UINT16_MAX).astype(np.uint16)
             tiles.append(HeatmapTile((cols, rows), (tx, ty), (tw, th), scale, values))
     return tiles
-
-
-def decode_heatmap_tile(body: Dict[str, object]) -> np.ndarray:
-    """The inverse of `HeatmapTile.body()`: the (h, w) tile in person-seconds (float64)."""
-    if body.get("dtype") != HEATMAP_DTYPE or body.get("encoding") != HEATMAP_ENCODING:
-        raise ValueError(
-            f"heatmap tile: unsupported dtype/encoding {body.get('dtype')}/{body.get('encoding')}"
-        )
-    w, h = (int(v) for v in body["tile_size"])  # type: ignore[attr-defined]
-    raw = zlib.decompress(base64.b64decode(str(body["data"])))
-    values = np.frombuffer(raw, dtype="<u2")
-    if values.size != w * h:
-        raise ValueError(f"heatmap tile: {values.size} values for a {w}x{h} tile")
-    tile: np.ndarray = values.reshape(h, w).astype(np.float64) * float(body["scale"])  # type: ignore[arg-type]
-    return tile
-
-
-def heatmap_grid_from_tiles(bodies: Iterable[Dict[str, object]]) -> np.ndarray:
-    """Sum tile bodies (one window, or many: grids are additive) into one (rows, cols) grid."""
-    grid: Optional[np.ndarray] = None
-    for body in bodies:
-        cols, rows = (int(v) for v in body["grid"])  # type: ignore[attr-defined]
-        tx, ty = (int(v) for v in body["tile"])  # type: ignore[attr-defined]
-        w, h = (int(v) for v in body["tile_size"])  # type: ignore[attr-defined]
-        if grid is None:
-            grid = np.zeros((rows, cols))
-        elif grid.shape != (rows, cols):
-            raise ValueError(f"heatmap tile: grid {cols}x{rows} differs from {grid.shape[1]}x{grid.shape[0]}")
-        tile = decode_heatmap_tile(body)
-        part = grid[ty * h : (ty + 1) * h, tx * w : (tx + 1) * w]
-        part += tile[: part.shape[0], : part.shape[1]]
-    if grid is None:
-        raise ValueError("heatmap: no tiles")
-    return grid
 
 
 def render_heatmap_overlay(

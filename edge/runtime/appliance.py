@@ -10,7 +10,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import cv2
 
-from contract.wire import new_boot_id
+from contract import new_boot_id
 from edge import __version__
 from edge.config import Config
 from edge.core.errors import ConfigError, VideoAnalysisError
