@@ -92,7 +92,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     assert len(wheels) == 1
     venv.EnvBuilder(with_pip=True, system_site_packages=False).create(str(work / "venv"))
     install = subprocess.run(
-        [str(work / "venv" / "bin" / "pip"), "install", "-q", str(wheels[0])], capture_output=True, text=True
+        # OpenCV is the `opencv` extra (a Jetson keeps JetPack's own OpenCV instead).
+        [str(work / "venv" / "bin" / "pip"), "install", "-q", f"{wheels[0]}[opencv]"], capture_output=True, text=True
     )
     assert install.returncode == 0, install.stderr
     yield work / "venv"

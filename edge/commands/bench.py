@@ -80,7 +80,7 @@ def measure_pipeline(config: Config, tier: Tier, video: Path, seconds: float) ->
         {"cameras": [{"id": "bench", "source": str(video), "target_fps": 120, "realtime": False, "loop": True}]}
     ).cameras[0]
     analysis = CameraAnalysis(config, camera, sinks=[])
-    reader = SourceReader(camera.id, camera.source, realtime=False, loop=True)
+    reader = SourceReader(camera.id, camera.source_url(), realtime=False, loop=True)
     detector = load_tier_detector(config, tier, max_batch=1)
     pipeline = Pipeline([(camera, reader, analysis)], detector, frame_skip=1)
     pipeline.start()

@@ -104,7 +104,9 @@ def build_appliance(
     wiring: List[Tuple[CameraConfig, FrameSource, FrameAnalyser]] = []
     for camera in config.cameras:
         analyses[camera.id] = CameraAnalysis(config, camera, window_sinks)
-        source = SourceReader(camera.id, camera.source, realtime=camera.realtime, loop=camera.loop, clock=clock)
+        source = SourceReader(
+            camera.id, camera.source_url(), realtime=camera.realtime, loop=camera.loop, clock=clock
+        )
         wiring.append((camera, source, analyses[camera.id]))
     max_batch = min(config.detector.max_batch, len(config.cameras))
     tier = controller.tier

@@ -21,6 +21,7 @@ from typing import Callable, Generator, List, Optional, Protocol
 import cv2
 import numpy as np
 
+from edge.config import mask_urls
 from edge.core.errors import SourceError
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ def open_capture(source: str) -> cv2.VideoCapture:
         return capture
     if kind in ("csi", "gstreamer"):
         if not has_gstreamer():
-            raise SourceError(f"{source}: this OpenCV has no GStreamer (use the system OpenCV on Jetson)")
+            raise SourceError(f"{redact(source)}: this OpenCV has no GStreamer (use the system OpenCV on Jetson)")
         pipeline = csi_pipeline(int(source[len("csi://") :])) if kind == "csi" else source[len("gst:") :]
         capture = cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER)
     elif kind == "v4l2":
@@ -129,13 +130,8 @@ def open_capture(source: str) -> cv2.VideoCapture:
 
 
 def redact(source: str) -> str:
-    """An RTSP URL without its password, for logs and errors."""
-    if "://" in source and "@" in source:
-        scheme, rest = source.split("://", 1)
-        credentials, host = rest.split("@", 1)
-        user = credentials.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
-    return source
+    """A source without its credentials, for logs and errors."""
+    return mask_urls(source)
 
 
 class SourceReader:
