@@ -160,19 +160,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
-    except ModuleNotFoundError as exc:
-        if args.debug or exc.name != "cv2":
-            raise
-        # OpenCV is an extra: a Jetson uses JetPack's own build (with GStreamer) instead.
-        print(
-            "video-analysis: error: OpenCV is not installed: pip install 'video-analysis[opencv]' "
-            "(on a Jetson, create the venv with --system-site-packages to use JetPack's OpenCV)",
-            file=sys.stderr,
-        )
-        return 1
     except Exception as exc:  # anything unexpected: one line unless --debug
         if args.debug:
             raise
+        if isinstance(exc, ModuleNotFoundError) and exc.name == "cv2":
+            # OpenCV is an extra: a Jetson uses JetPack's own build (with GStreamer) instead.
+            print(
+                "video-analysis: error: OpenCV is not installed: pip install 'video-analysis[opencv]' "
+                "(on a Jetson, a venv with --system-site-packages uses JetPack's OpenCV)",
+                file=sys.stderr,
+            )
+            return 1
         print(
             f"video-analysis: unexpected error: {type(exc).__name__}: {mask_urls(str(exc))} (rerun with --debug)",
             file=sys.stderr,
