@@ -36,6 +36,7 @@ from contract.wire import (
 )
 
 ID_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}")
+LABEL_RE = re.compile(r"[\x20-\x7e]{1,128}")
 MAX_PAYLOAD_BYTES = 256 * 1024
 MAX_INT = 2**63 - 1
 MAX_TIME_S = 1e11  # about the year 5138: any later window is garbage
@@ -94,6 +95,12 @@ class Rejection:
 
 def is_id(value: Any) -> bool:
     return isinstance(value, str) and ID_RE.fullmatch(value) is not None
+
+
+def is_label(value: Any) -> bool:
+    """A display name (a tier's, say): 1-128 printable ASCII characters, so no control or
+    bidirectional-override characters reach a log line or the dashboard."""
+    return isinstance(value, str) and LABEL_RE.fullmatch(value) is not None
 
 
 def short(text: str, limit: int = DETAIL_CHARS) -> str:
@@ -184,8 +191,8 @@ def validate_counts(body: dict[str, Any], where: str) -> None:
     _num(body, "fps", where, MAX_RATE)
     _num(body, "target_fps", where, MAX_RATE)
     tier = body["tier"]
-    if not (is_id(tier) or (type(tier) is int and 0 <= tier <= 1000)):
-        raise Invalid(BAD_BODY, f"{where}.tier: expected a tier id or index, got {short(repr(tier), 80)}")
+    if not (is_label(tier) or (type(tier) is int and 0 <= tier <= 1000)):
+        raise Invalid(BAD_BODY, f"{where}.tier: expected a tier name or index, got {short(repr(tier), 80)}")
     _int(body, "frames", where)
     _int(body, "dropped", where)
     for name, entry in _named(body, "objects", where).items():

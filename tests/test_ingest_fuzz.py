@@ -71,6 +71,7 @@ NEVER_SENT = {
     "version_2": (TOPIC, counts_payload(v=2)),
     "extra_key_10mb": (TOPIC, counts_payload(extra="x" * 10_000_000)),
     "extra_key_small": (TOPIC, counts_payload(extra=1)),
+    "tier_rtl_override": (TOPIC, counts_payload(tier="int8\u202eevil")),
     "negative_count": (TOPIC, counts_payload(lines={"door": {"in": -1, "out": 0}})),
     "tile_outside_grid": (HEAT_TOPIC, json.dumps({**envelope(), **heatmap_body(tile=(9, 9))}).encode()),
 }
