@@ -130,12 +130,12 @@ def test_two_replicas_on_postgres_store_every_message_exactly_once(tmp_path, pos
     broker.start()
     replicas = {}
     publishers = []
+    # The devices' spools on tmpfs: 10,000 durable submits on disk would dominate the run.
+    spools = Path(tempfile.mkdtemp(prefix="va-spools-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
     try:
         for name in ("agg-1", "agg-2"):
             replicas[name] = start_replica(tmp_path, name, broker, postgres.url)
         expected = {}
-        # The devices' spools on tmpfs: 10,000 durable submits on disk would dominate the run.
-        spools = Path(tempfile.mkdtemp(prefix="va-spools-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
         for d in range(devices):
             config = make_config(spools, broker.port, device_id=f"dev-{d:02d}", ack_timeout_s=5.0, max_inflight=50)
             publisher = Publisher(config, Spool.from_config(config), f"boot{d}")
