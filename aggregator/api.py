@@ -36,7 +36,8 @@ def _range(start: float | None, end: float | None) -> tuple[float, float]:
 def _telemetry_view(telemetry: dict[str, Any] | None) -> dict[str, Any]:
     if not telemetry:
         return {}
-    spool = telemetry.get("spool") if isinstance(telemetry.get("spool"), dict) else {}
+    value = telemetry.get("spool")
+    spool: dict[str, Any] = value if isinstance(value, dict) else {}
     return {
         "tier": telemetry.get("tier"),
         "fps": telemetry.get("effective_fps"),

@@ -55,7 +55,7 @@ def _status(device: str, payload: bytes, now: float) -> DeviceUpdate:
         raise Invalid(BAD_BODY, "status.boot: not a valid id")
     if not (isinstance(version, str) and 0 < len(version) <= MAX_VERSION_CHARS and version.isprintable()):
         raise Invalid(BAD_BODY, "status.version: expected a short printable string")
-    if type(ts) not in (int, float) or not math.isfinite(ts) or ts < 0:
+    if not isinstance(ts, (int, float)) or isinstance(ts, bool) or not math.isfinite(ts) or ts < 0:
         raise Invalid(BAD_BODY, "status.ts: expected a finite time")
     return DeviceUpdate(device, now, state=state, boot=boot, version=version, status_ts=float(ts))
 

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -43,6 +44,7 @@ from aggregator.validate import STORE_REFUSED, RecordKey, Rejection, short, vali
 from contract.wire import DATA_KINDS, Ack, DataMessage, ack_topic, build_ack, data_subscriptions
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -218,7 +220,7 @@ class Ingest:
             self._connected = True
         data = data_subscriptions(self.prefix)
         shared = [f"$share/{self.shared_group}/{t}" if self.shared_group else t for t in data]
-        mids = {client.subscribe(topic, qos=1)[1] for topic in shared}
+        mids = {mid for _, mid in (client.subscribe(topic, qos=1) for topic in shared) if mid is not None}
         with self._lock:
             self._data_mids = mids
         for kind in DEVICE_TOPIC_KINDS:
@@ -290,6 +292,7 @@ class Ingest:
         rejected: list[Rejection] = []
         updates: list[DeviceUpdate] = []
         snapshots: list[Snapshot] = []
+        verdict: DataMessage | Rejection | DeviceUpdate | Snapshot
         for item in batch:
             kind = item.topic.rsplit("/", 1)[-1]
             if kind in DATA_KINDS and item.topic.count("/") == 3:
@@ -371,9 +374,9 @@ class Ingest:
             self._log_rejection(rejection)
             return self.store.store_batch([], [rejection], now)
 
-    def _retrying(self, attempt: Callable[[], BatchResult | None]) -> BatchResult | bool | None:
-        """`attempt()` until the database takes it (True for an attempt that returns nothing);
-        None when the ingest stops first."""
+    def _retrying(self, attempt: Callable[[], T]) -> T | None:
+        """`attempt()` (which never returns None) until the database takes it; None when the
+        ingest stops first."""
         delay = self.settings.retry_initial_s
         failures = 0
         while True:
@@ -398,7 +401,7 @@ class Ingest:
                 self.metrics.db_failing.set(0)
                 with self._lock:
                     self._db_error = None
-            return True if result is None else result
+            return result
 
     def _acknowledge(self, batch: list[_Received], result: BatchResult) -> None:
         with self._lock:

@@ -16,7 +16,7 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from aggregator import migrations
-from aggregator.store import Cursor, Store, Tx
+from aggregator.store import Store, Tx
 
 MIGRATION_LOCK = 7_461_001  # pg_advisory_xact_lock key: replicas starting together migrate once
 
@@ -27,8 +27,8 @@ class _PgTx:
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self._conn = conn
 
-    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Cursor:
-        return self._conn.execute(sql.replace("?", "%s"), params)  # type: ignore[arg-type]
+    def execute(self, sql: str, parameters: Any = (), /) -> Any:
+        return self._conn.execute(sql.replace("?", "%s"), parameters)
 
 
 class PostgresStore(Store):

@@ -93,16 +93,10 @@ class DeviceRow:
     cameras: list[str]
 
 
-class Cursor(Protocol):
-    rowcount: int
-
-    def fetchone(self) -> Any: ...
-
-    def fetchall(self) -> list[Any]: ...
-
-
 class Tx(Protocol):
-    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Cursor: ...
+    """A connection in a transaction: `execute` returns a DB-API cursor."""
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Any: ...
 
 
 class Store:
@@ -252,8 +246,9 @@ class Store:
         )
         return mark
 
-    def record_devices(self, updates: list[DeviceUpdate], snapshots: list[Snapshot]) -> None:
-        """Status, telemetry and snapshots, in one transaction (`StoreUnavailable` as above)."""
+    def record_devices(self, updates: list[DeviceUpdate], snapshots: list[Snapshot]) -> int:
+        """Status, telemetry and snapshots, in one transaction (`StoreUnavailable` as above);
+        returns how many were written."""
         try:
             with self.transaction() as tx:
                 for u in updates:
@@ -274,6 +269,7 @@ class Store:
                         "jpeg = excluded.jpeg, received_at = excluded.received_at",
                         (s.device, s.camera, s.jpeg, s.received_at),
                     )
+            return len(updates) + len(snapshots)
         except Exception as exc:
             if self.is_transient(exc):
                 raise StoreUnavailable(f"{exc.__class__.__name__}: {exc}") from exc

@@ -152,7 +152,7 @@ def _int(obj: dict[str, Any], key: str, where: str, lo: int = 0, hi: int = MAX_I
 
 
 def _num(obj: dict[str, Any], key: str, where: str, hi: float, nullable: bool = False) -> float | None:
-    value = obj.get(key)
+    value: Any = obj.get(key)
     if value is None and nullable and key in obj:
         return None
     if type(value) not in (int, float) or not math.isfinite(value) or not 0 <= value <= hi:
@@ -277,7 +277,8 @@ def _envelope(obj: dict[str, Any], device: str, camera: str, where: str) -> Enve
 def _trusted_key(device: str | None, obj: dict[str, Any] | None) -> RecordKey | None:
     if device is None or obj is None:
         return None
-    boot, seq = obj.get("boot"), obj.get("seq")
+    boot: Any = obj.get("boot")
+    seq: Any = obj.get("seq")
     if is_id(boot) and type(seq) is int and 1 <= seq <= MAX_INT:
         return RecordKey(device, boot, seq)
     return None

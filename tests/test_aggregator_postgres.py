@@ -12,8 +12,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator, Optional
 
 import pytest
 import yaml
@@ -40,12 +42,18 @@ def _as_postgres_user(command):
     return command
 
 
-@pytest.fixture(scope="module")
-def postgres():
+def postgres_unavailable() -> Optional[str]:
+    """Why a PostgreSQL server cannot be started here, or None."""
     if not PG_BINARIES:
-        pytest.skip("PostgreSQL server binaries not installed (Debian: apt-get install postgresql)")
+        return "PostgreSQL server binaries not installed (Debian: apt-get install postgresql)"
     if os.geteuid() == 0 and shutil.which("runuser") is None:
-        pytest.skip("running as root without runuser: cannot start PostgreSQL as a non-root user")
+        return "running as root without runuser: cannot start PostgreSQL as a non-root user"
+    return None
+
+
+@contextmanager
+def running_postgres() -> Iterator[Postgres]:
+    """initdb + pg_ctl in a temporary directory, as user postgres when run as root."""
     bin_dir = Path(PG_BINARIES[-1])
     directory = Path(tempfile.mkdtemp(prefix="va-pg-"))
     if os.geteuid() == 0:
@@ -71,6 +79,15 @@ def postgres():
         stop = [str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]
         subprocess.run(_as_postgres_user(stop), capture_output=True)
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    reason = postgres_unavailable()
+    if reason:
+        pytest.skip(reason)
+    with running_postgres() as server:
+        yield server
 
 
 @pytest.fixture
