@@ -175,6 +175,8 @@ def main() -> int:
         f"on one shared subscription; clock from first publish to all stored. {summary['machine']}; "
         "the machine is shared, so rounds vary.\n\n"
         "| store | messages/s (median) | rounds |\n|---|---|---|\n" + rows + "\n\n"
+        "On 2 cores shared by the broker, the publishing clients, PostgreSQL and the replicas, a second "
+        "replica has no spare CPU to use: here it buys availability (see the scale test), not throughput.\n\n"
         "Command: `.venv/bin/python benchmarks/ingest_throughput.py`\n"
     )
     print(json.dumps(summary, indent=1))
