@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -79,6 +80,30 @@ def test_run_logs_reconnect_attempts_and_stops_on_sigterm(tmp_path):
     assert process.returncode == 0, stderr
     assert stderr.count("cannot reach broker 127.0.0.1") >= 2, stderr
     assert "Traceback" not in stderr
+
+
+def test_run_tells_systemd_ready_and_pings_the_watchdog(tmp_path, mosquitto_broker):
+    path = tmp_path / "aggregator.yaml"
+    path.write_text(yaml.safe_dump({
+        "mqtt": {"host": mosquitto_broker.host, "port": mosquitto_broker.port},
+        "database": {"url": f"sqlite://{tmp_path / 'a.sqlite'}"},
+        "http": {"enabled": False},
+    }))  # fmt: skip
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.settimeout(20)
+    env = dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify.sock"), WATCHDOG_USEC="1000000")
+    process = subprocess.Popen([sys.executable, "-m", "aggregator.cli", "run", "-c", str(path)], env=env)
+    try:
+        seen = [notify.recv(100).decode() for _ in range(3)]
+        assert seen[0] == "READY=1" and seen[1:] == ["WATCHDOG=1", "WATCHDOG=1"]
+        process.send_signal(signal.SIGTERM)
+        assert notify.recv(100).decode() == "STOPPING=1"
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        notify.close()
 
 
 def test_the_api_needs_the_bearer_token_except_healthz(tmp_path, mosquitto_broker):

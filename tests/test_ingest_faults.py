@@ -1,15 +1,19 @@
 """Poison records and database faults against a real mosquitto and the real edge publisher:
 a refused record is quarantined and passed by the watermark; a full disk and a read-only
 filesystem (a real tmpfs, remounted) stop storing without losing anything acknowledged, show in
-the health state, and storing resumes when the fault clears."""
+the health state and /healthz, and storing resumes when the fault clears."""
 
 import json
 import subprocess
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 
+from aggregator.api import create_app
 from aggregator.ingest import Ingest, IngestSettings
+from aggregator.server import start_http
 from aggregator.sqlite_store import SqliteStore
 from contract.wire import parse_ack
 from edge.delivery.publisher import Publisher
@@ -93,8 +97,18 @@ def start_ingest(broker, db: Path) -> Ingest:
     return ingest
 
 
+def healthz(url: str):
+    """(HTTP status, database_ok) of the aggregator's /healthz."""
+    try:
+        with urllib.request.urlopen(url + "/healthz", timeout=10) as response:
+            return response.status, json.loads(response.read())["database_ok"]
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())["database_ok"]
+
+
 def run_fault(tmp_path, broker, small_fs, make_fault, clear_fault, holder=None):
     ingest = start_ingest(broker, small_fs / "aggregator.sqlite")
+    http = start_http(create_app(ingest.store, ingest, None), "127.0.0.1", 0)
     if holder is not None:
         holder["ingest"] = ingest
     config = make_config(tmp_path, broker.port, ack_timeout_s=1.0)
@@ -108,13 +122,16 @@ def run_fault(tmp_path, broker, small_fs, make_fault, clear_fault, holder=None):
         health = wait_for(lambda: (h := ingest.health()) and not h.database_ok and h)
         assert health.database_error and not health.ok and health.writer_alive
         assert ingest.stats().db_errors >= 1
+        assert healthz(http.url) == (503, False)
         # Nothing acknowledged while the database is down: the device keeps it all.
         assert publisher.stats().spool_depth == len(during)
         clear_fault(fault)
         assert publisher.wait_drained(30), publisher.stats()
         wait_for(lambda: ingest.health().database_ok)
         assert ingest.store.seqs("edge-t") == before + during
+        assert healthz(http.url) == (200, True)
     finally:
+        http.stop()
         publisher.stop()
         ingest.stop()
         ingest.store.close()
