@@ -49,6 +49,8 @@ case "$MODE" in
         if [ "$MODE" = dev ]; then
             # The tests lint the scripts (shellcheck) and verify the unit (systemd-analyze).
             packages+=(mosquitto-clients shellcheck openssl systemd)
+            # The aggregator's PostgreSQL scale test and its dashboard test in a headless browser.
+            packages+=(postgresql chromium chromium-driver)
         fi
         apt_install "${packages[@]}"
         # The broker is started privately by the demo and the tests, never as a system service.
