@@ -18,7 +18,6 @@ import argparse
 import hashlib
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -26,14 +25,7 @@ from typing import Dict, List, Optional, Tuple
 import cv2
 import numpy as np
 import onnxruntime as ort
-from onnxruntime.quantization import (
-    CalibrationDataReader,
-    CalibrationMethod,
-    QuantFormat,
-    QuantType,
-    quant_pre_process,
-    quantize_static,
-)
+from onnxruntime.quantization import CalibrationDataReader
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -108,30 +100,22 @@ def calibration_frames(count: int = 96, size: int = INPUT_SIZE) -> np.ndarray:
 
 
 class FrameReader(CalibrationDataReader):
-    def __init__(self, frames: np.ndarray) -> None:
+    def __init__(self, frames: np.ndarray, input_name: str) -> None:
         self._frames = iter(frames)
+        self._input_name = input_name
 
     def get_next(self) -> Optional[Dict[str, np.ndarray]]:
         frame = next(self._frames, None)
-        return None if frame is None else {"images": frame[None]}
+        return None if frame is None else {self._input_name: frame[None]}
 
 
 def quantize(fp32_path: Path, int8_path: Path, frames: np.ndarray) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        prepared = Path(tmp) / "prepared.onnx"
-        # Shape inference + graph clean-up (BN folding etc.) so quantisation sees the fused graph.
-        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-        quantize_static(
-            str(prepared),
-            str(int8_path),
-            FrameReader(frames),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
-            nodes_to_exclude=FLOAT_NODES,
-        )
+    """The shipped INT8 file: the runtime's own quantisation (QDQ, per-channel, MinMax), with the
+    converter's exact uint8 -> float input prefix kept in float."""
+    from edge.detection.int8.quantize import QuantizeSettings, quantize_model
+
+    settings = QuantizeSettings(nodes_to_exclude=tuple(FLOAT_NODES))
+    quantize_model(fp32_path, int8_path, lambda input_name: FrameReader(frames, input_name), settings)
 
 
 def median_latencies_ms(paths: List[Path], runs: int = 300) -> Tuple[float, ...]:

@@ -35,6 +35,7 @@ class QuantizeSettings:
     activation_type: str = "QUInt8"
     weight_type: str = "QInt8"
     calibrate_method: str = "MinMax"
+    nodes_to_exclude: Tuple[str, ...] = ()  # nodes kept in float (e.g. an exact input prefix)
 
     @property
     def tag(self) -> str:
@@ -99,7 +100,7 @@ def quantize_cached(
     start = time.monotonic()
     if progress:
         progress(f"quantising {model_name} to INT8 ({settings.tag})")
-    _quantize(fp32_path, target, make_reader, settings)
+    quantize_model(fp32_path, target, make_reader, settings)
     for stale in target.parent.glob(f"{model_name}-int8-{input_size[0]}x{input_size[1]}-*.onnx"):
         if stale != target:  # superseded by a new calibration set or ORT version
             stale.unlink()
@@ -108,9 +109,11 @@ def quantize_cached(
     return QuantizeResult(target, key, reused=False, seconds=seconds)
 
 
-def _quantize(
+def quantize_model(
     fp32_path: Path, target: Path, make_reader: Callable[[str], object], settings: QuantizeSettings
 ) -> None:
+    """Static QDQ quantisation of `fp32_path` into `target`; `make_reader(input_name)` gives the
+    calibration data reader. Used by the cache above and by models/quantize_default.py."""
     try:
         import onnxruntime
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -134,5 +137,6 @@ def _quantize(
             activation_type=getattr(QuantType, settings.activation_type),
             weight_type=getattr(QuantType, settings.weight_type),
             calibrate_method=getattr(CalibrationMethod, settings.calibrate_method),
+            nodes_to_exclude=list(settings.nodes_to_exclude) or None,
         )
         os.replace(quantized, target)
