@@ -1,7 +1,4 @@
-import json
-
 from contract.wire import parse_data_message, parse_status, parse_telemetry
-from edge.delivery.homeassistant import discovery_messages
 from edge.delivery.publisher import Publisher
 from edge.delivery.spool import Spool
 from tests.mqtt_fixtures import Recorder, counts_body, heatmap_body, make_config, wait_for
@@ -120,23 +117,3 @@ def test_snapshot_is_retained_and_switchable(tmp_path, mosquitto_broker):
 
     private = make_config(tmp_path, mosquitto_broker.port, device_id="private", snapshot={"enabled": False})
     assert not Publisher(private, Spool.from_config(private), "b").snapshot_due("cam1")
-
-
-def test_home_assistant_discovery_is_retained_with_availability(tmp_path, mosquitto_broker):
-    config = make_config(tmp_path, mosquitto_broker.port, cameras=CAMERAS)
-    expected = discovery_messages(config, "0.1.0")
-    # person occupancy, door in/out, queue occupancy
-    assert len(expected) == 4
-    publisher = start_publisher(config)
-    wait_for(lambda: publisher.stats().connected)
-    publisher.stop()
-    late = Recorder(mosquitto_broker, ["homeassistant/#"], client_id="late")
-    configs = wait_for(lambda: len(late.on("/config")) == 4 and late.on("/config"))
-    late.close()
-    door_in = next(json.loads(m.payload) for m in configs if "door_in" in m.topic)
-    assert all(m.retain for m in configs)
-    assert door_in["state_topic"] == "va/edge-t/cam1/counts"
-    assert door_in["value_template"] == "{{ value_json.lines['door']['in'] }}"
-    assert door_in["availability"][0]["topic"] == "va/edge-t/status"
-    off = make_config(tmp_path, mosquitto_broker.port, cameras=CAMERAS, homeassistant={"enabled": False})
-    assert discovery_messages(off, "0.1.0") == []
