@@ -110,8 +110,22 @@ class CameraConfig(Section):
     loop: bool = Field(False, description="For file sources: start again at the end.")
     lines: List[LineConfig] = Field(default_factory=list, description="Counting lines.")
     zones: List[ZoneConfig] = Field(default_factory=list, description="Occupancy zones.")
+    privacy_masks: List[List[Point]] = Field(
+        default_factory=list,
+        description="Polygons (at least 3 points, normalised 0..1) filled in black in snapshots before they leave "
+        "the device.",
+    )
 
     _id = field_validator("id")(check_id)
+
+    @field_validator("privacy_masks")
+    @classmethod
+    def _mask_polygons(cls, value: List[List[Point]]) -> List[List[Point]]:
+        for polygon in value:
+            if len(polygon) < 3:
+                raise ValueError("expected at least 3 points per mask")
+            _check_normalised(polygon)
+        return value
 
     @model_validator(mode="after")
     def _unique_ids(self) -> "CameraConfig":
@@ -185,9 +199,12 @@ class HomeAssistantConfig(Section):
 
 class SnapshotConfig(Section):
     enabled: bool = Field(
-        True, description="Publish a retained JPEG reference frame per camera (off for privacy)."
+        False, description="Publish a retained JPEG reference frame per camera (raw scene images: off by default)."
     )
     interval_min: float = Field(60.0, gt=0, description="Minutes between snapshots.")
+    blur_people: bool = Field(
+        True, description="Pixelate every detected person in a snapshot before it leaves the device."
+    )
 
 
 class MqttConfig(Section):

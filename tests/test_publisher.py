@@ -103,7 +103,7 @@ def test_telemetry_reports_spool_counters_and_caller_values(tmp_path, mosquitto_
 
 
 def test_snapshot_is_retained_and_switchable(tmp_path, mosquitto_broker):
-    config = make_config(tmp_path, mosquitto_broker.port)
+    config = make_config(tmp_path, mosquitto_broker.port, snapshot={"enabled": True})
     publisher = start_publisher(config)
     assert publisher.snapshot_due("cam1")
     publisher.publish_snapshot("cam1", b"\xff\xd8jpeg\xff\xd9")

@@ -490,6 +490,9 @@ class CameraAnalytics:
         self._grid = np.zeros((heatmap_grid[1], heatmap_grid[0]))
         self._pending_counts: List[CountsWindow] = []
         self._pending_heatmaps: List[HeatmapWindow] = []
+        # People per counted class and per zone on the newest processed frame (live state).
+        self.present_objects: Dict[str, int] = {name: 0 for name in self.counted}
+        self.present_zones: Dict[str, int] = {zone.zone_id: 0 for zone in self.zones}
 
     @classmethod
     def from_config(
@@ -533,6 +536,7 @@ class CameraAnalytics:
             name = self._class_ids[tr.class_id]
             per_class[name] += 1
             acc.unique.setdefault(name, set()).add(tr.track_id)
+        self.present_objects = dict(per_class)
         for name, n in per_class.items():
             acc.now[name] = n
             acc.max[name] = max(acc.max.get(name, 0), n)
@@ -547,6 +551,7 @@ class CameraAnalytics:
         for zone in self.zones:
             zone.observe(timestamp, measured_ids, measured_feet)
             n = len(zone.occupants() & present)
+            self.present_zones[zone.zone_id] = n
             acc.zone_now[zone.zone_id] = n
             acc.zone_max[zone.zone_id] = max(acc.zone_max.get(zone.zone_id, 0), n)
             acc.zone_weighted[zone.zone_id] = acc.zone_weighted.get(zone.zone_id, 0.0) + n * seconds_per_frame

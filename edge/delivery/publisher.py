@@ -40,7 +40,7 @@ from contract.wire import (
 from edge import __version__
 from edge.config import read_secret
 from edge.core.errors import ConfigError
-from edge.delivery.homeassistant import discovery_messages
+from edge.delivery.homeassistant import ComponentStore, device_discovery
 from edge.delivery.spool import Spool, SpoolFullError, SpoolRecord
 
 if TYPE_CHECKING:
@@ -150,6 +150,10 @@ class Publisher:
         self._snapshot_sent_at: Dict[str, float] = {}
         self._unsent_snapshots: Dict[str, bytes] = {}
         self._snapshot_lock = threading.Lock()
+        self._unsent_states: Dict[str, bytes] = {}  # topic -> newest live state, kept while offline
+        self._ha_store = ComponentStore.from_config(config)
+        self._discovery = device_discovery(config, version, self._ha_store.load())
+        self._discovery_saved = False
 
     # --- public API --------------------------------------------------------------------------
 
@@ -254,6 +258,15 @@ class Publisher:
                 return
         self._client.publish(self.topics.snapshot(camera), jpeg, qos=1, retain=True)
 
+    def publish_state(self, topic: str, payload: bytes) -> None:
+        """Publish a retained live-state message (`contract.state`) now, not spooled: only the
+        newest matters. While disconnected the newest per topic is kept for the next connect."""
+        with self._snapshot_lock:
+            if not self._connected:
+                self._unsent_states[topic] = payload
+                return
+        self._client.publish(topic, payload, qos=1, retain=True)
+
     def stats(self) -> PublisherStats:
         spool = self.spool.stats()
         with self._stats_lock:
@@ -345,14 +358,23 @@ class Publisher:
             return
         client.subscribe(self.topics.ack, qos=1)
         client.publish(self.topics.status, self._status("online"), qos=1, retain=True)
-        for message in discovery_messages(self.config, self.version):
+        for message in self._discovery.messages:
             client.publish(message.topic, message.payload, qos=1, retain=True)
+        if not self._discovery_saved:
+            self._discovery_saved = True
+            try:
+                self._ha_store.save(self._discovery.components)
+            except OSError as exc:
+                log.warning("cannot save the Home Assistant component list (%s)", exc)
         with self._stats_lock:
             self._connected = True
         with self._snapshot_lock:
             unsent, self._unsent_snapshots = self._unsent_snapshots, {}
+            states, self._unsent_states = self._unsent_states, {}
         for camera, jpeg in unsent.items():
             client.publish(self.topics.snapshot(camera), jpeg, qos=1, retain=True)
+        for topic, payload in states.items():
+            client.publish(topic, payload, qos=1, retain=True)
         self._event(_Connected(str(reason)))
 
     def _on_disconnect(

@@ -6,15 +6,18 @@ spool, the demo's printer). The tracker and the open windows live here, not in t
 pipeline, so a tier switch (another detector, another frame-skip) keeps them.
 """
 
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from contract.state import CameraState
 from edge.config import CameraConfig, Config
 from edge.core.analytics import CameraAnalytics, CountsWindow, HeatmapWindow
 from edge.core.detections import Detections
 from edge.core.tracking import ByteTracker, TrackerParams
+from edge.delivery.live_state import CameraLiveState
 from edge.runtime.sources import Frame
 
 # (kind, camera_id, window, body): kind is "counts" or "heatmap".
@@ -48,6 +51,18 @@ class CameraAnalysis:
         self.sinks = list(sinks)
         self.status = status
         self.last_frame: Optional[np.ndarray] = None
+        # Every detected or tracked box of the last frame, to pixelate people in snapshots.
+        self.last_people: np.ndarray = np.zeros((0, 4), np.float32)
+        # Published live each window (heartbeat) and on change; fed from the analysis thread.
+        self._live = CameraLiveState(
+            config.device_id,
+            camera.id,
+            config.detector.classes,
+            [line.id for line in camera.lines],
+            [zone.id for zone in camera.zones],
+            heartbeat_s=config.counts.window_s,
+        )
+        self._live_lock = threading.Lock()
         self.counts: List[CountsWindow] = []  # every closed counts window, for summaries
         self.heatmaps: List[HeatmapWindow] = []
         self._final_closed = False
@@ -57,6 +72,8 @@ class CameraAnalysis:
         height, width = frame.image.shape[:2]
         self.analytics.observe(frame.timestamp, seconds, (width, height), tracks)
         self.last_frame = frame.image
+        track_boxes = np.array([t.box for t in tracks], np.float32).reshape(-1, 4)
+        self.last_people = np.concatenate([detections.boxes.astype(np.float32), track_boxes])
 
     def poll(self, now: float, final: bool = False) -> None:
         """Hand closed windows to the sinks; `final` also closes the open windows (end of a
@@ -68,6 +85,10 @@ class CameraAnalysis:
             now = now + max(self.analytics.counts_window_s, self.analytics.heatmap_window_s)
         closed = self.analytics.close_due(now)
         status = self.status(self.camera.id) if self.status else WindowStatus(0.0, "", 0)
+        with self._live_lock:
+            for window in closed.counts:
+                self._live.fold_window(window, now)
+            self._live.observe(self.analytics.present_objects, self.analytics.present_zones, status.fps, status.tier)
         for window in closed.counts:
             self.counts.append(window)
             body = window.body(
@@ -83,6 +104,11 @@ class CameraAnalysis:
             for body in heatmap.bodies():
                 for sink in self.sinks:
                     sink("heatmap", self.camera.id, heatmap.window, body)
+
+    def live_state_due(self, now: float) -> Optional[CameraState]:
+        """The live state to publish now, if any (see `edge.delivery.live_state`)."""
+        with self._live_lock:
+            return self._live.due(now)
 
     def line_totals(self) -> Dict[str, Dict[str, int]]:
         totals: Dict[str, Dict[str, int]] = {}

@@ -8,8 +8,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-import cv2
-
+from contract.state import DeviceState, StateTopics, build_camera_state, build_device_state
 from contract.wire import new_boot_id
 from edge import __version__
 from edge.config import Config
@@ -26,6 +25,7 @@ from edge.device.hardware import HardwareProfile, probe, read_memory_percent, re
 from edge.device.tiers import MeasurementCache, default_cache_path, predict_capacities, select_tiers
 from edge.runtime.analysis import CameraAnalysis, WindowSink, WindowStatus
 from edge.runtime.pipeline import Pipeline
+from edge.runtime.privacy import PrivacySpec, snapshot_jpeg
 from edge.runtime.sources import SourceReader
 
 log = logging.getLogger(__name__)
@@ -142,6 +142,8 @@ class Appliance:
         self.spool_errors = 0
         self._loading: Optional[threading.Thread] = None
         self._loading_error: Optional[VideoAnalysisError] = None
+        self.state_topics = StateTopics(config.mqtt.prefix, config.device_id)
+        self._device_state_at: Optional[float] = None
 
     # --- wiring --------------------------------------------------------------------------
     def _window_status(self, camera_id: str) -> WindowStatus:
@@ -192,6 +194,7 @@ class Appliance:
         if self._loading is not None:
             if self._loading.is_alive():
                 self._snapshots()
+                self._live_states()
                 return None
             self._loading = None
             if self._loading_error is not None:
@@ -207,6 +210,7 @@ class Appliance:
         if change is not None:
             self._apply(change)
         self._snapshots()
+        self._live_states()
         return change
 
     def _apply(self, change: TierChange) -> None:
@@ -230,11 +234,40 @@ class Appliance:
         if self.publisher is None:
             return
         for camera in self.pipeline.cameras:
-            frame = self.analyses[camera.config.id].last_frame
+            analysis = self.analyses[camera.config.id]
+            frame = analysis.last_frame
             if frame is not None and self.publisher.snapshot_due(camera.config.id):
-                ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 80])
-                if ok:
-                    self.publisher.publish_snapshot(camera.config.id, jpeg.tobytes())
+                spec = PrivacySpec(
+                    masks=tuple(tuple(polygon) for polygon in camera.config.privacy_masks),
+                    blur_people=self.config.mqtt.snapshot.blur_people,
+                )
+                jpeg = snapshot_jpeg(frame, spec, analysis.last_people)
+                if jpeg is not None:
+                    self.publisher.publish_snapshot(camera.config.id, jpeg)
+
+    def _live_states(self) -> None:
+        """Retained live state: each camera's when it changed or its heartbeat is due, the
+        device's diagnostics every telemetry interval (monotonic clock: a wall-clock step
+        neither stalls nor floods it)."""
+        if self.publisher is None:
+            return
+        now = self.clock()
+        for camera_id, analysis in self.analyses.items():
+            state = analysis.live_state_due(now)
+            if state is not None:
+                self.publisher.publish_state(self.state_topics.camera_state(camera_id), build_camera_state(state))
+        tick = time.monotonic()
+        if self._device_state_at is not None and tick - self._device_state_at < self.config.mqtt.telemetry_interval_s:
+            return
+        self._device_state_at = tick
+        device = DeviceState(
+            device=self.config.device_id,
+            ts=now,
+            spool_depth=self.publisher.stats().spool_depth,
+            temperature_c=read_temperature_c(),
+            cameras=list(self.analyses),
+        )
+        self.publisher.publish_state(self.state_topics.device_state, build_device_state(device))
 
     def stop_pipeline(self) -> None:
         """Stop the sources and the worker, and close the open windows (spooled as partial
