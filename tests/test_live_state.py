@@ -105,7 +105,10 @@ def test_due_publishes_changes_once_and_a_heartbeat_when_nothing_changes():
     assert changed.zones["queue"].now == 2 and changed.zones["queue"].occupied
     assert changed.fps == 9.88 and changed.tier == "ssd-300"
     assert state.due(t + 5) is None
-    assert state.due(t + 12) is not None  # heartbeat
+    state.observe({"person": 3}, {"queue": 2}, fps=9.5, tier="ssd-300")
+    assert state.due(t + 6) is None  # fps alone wavers: it rides along with the next publication
+    heartbeat = state.due(t + 12)
+    assert heartbeat is not None and heartbeat.fps == 9.5
     # a clock stepped back far does not stall the heartbeat
     assert state.due(t - 600) is not None
 

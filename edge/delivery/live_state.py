@@ -12,8 +12,9 @@ Rules:
   started before `last_reset` (late, from yesterday) is not added to today's totals. A wall clock
   stepped backwards never undoes a reset: the day only moves forward.
 - **Publish when it matters.** `due(now)` returns a state when its content changed since the last
-  one returned, or when `heartbeat_s` has passed (so subscribers' `expire_after` never fires while
-  the device runs); the heartbeat compares |now - last| so a clock step cannot stall it.
+  one returned (fps alone, which wavers every second, does not count), or when `heartbeat_s` has
+  passed (so subscribers' `expire_after` never fires while the device runs); the heartbeat compares
+  |now - last| so a clock step cannot stall it.
 - **Restarts.** `restore(previous)` continues today's totals from the state the broker retained
   (same camera, same `last_reset`), so a daemon restart does not set them back to 0 mid-day.
 """
@@ -145,7 +146,8 @@ class CameraLiveState:
         """The state to publish now, or None when nothing changed and the heartbeat is not due."""
         state = self.current(now)
         last = self._published
-        if last is not None and replace(last, ts=now) == state and abs(now - last.ts) < self.heartbeat_s:
+        unchanged = last is not None and replace(last, ts=now, fps=state.fps) == state
+        if last is not None and unchanged and abs(now - last.ts) < self.heartbeat_s:
             return None
         self._published = state
         return state
