@@ -8,19 +8,13 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edge.detection.engines import EngineOptions, create_detector, detect
+from edge.detection.engines import EngineOptions, detect
+from edge.detection.factory import create_detector
+from edge.detection.families.base import PostprocessSettings
+from edge.detection.families.ssd import decode_ssd_boxes, postprocess_ssd
+from edge.detection.families.yolo import Letterbox, letterbox_geometry, postprocess_yolo, undo_letterbox
 from edge.detection.manifest import ModelFile, ModelSpec, sha256_of
-from edge.detection.postprocess import (
-    Letterbox,
-    PostprocessSettings,
-    box_iou,
-    decode_ssd_boxes,
-    letterbox_geometry,
-    nms,
-    postprocess_ssd,
-    postprocess_yolo,
-    undo_letterbox,
-)
+from edge.detection.nms import box_iou, nms
 
 # One anchor: ymin 0.2, xmin 0.3, ymax 0.6, xmax 0.5 -> centre (y 0.4, x 0.4), h 0.4, w 0.2.
 ANCHOR = np.array([[0.2, 0.3, 0.6, 0.5]], np.float32)

@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional
 
+from contract import Topics
 from contract.state import StateTopics
-from contract.wire import Topics
 from edge.core.errors import ConfigError
 
 if TYPE_CHECKING:
