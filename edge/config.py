@@ -10,7 +10,7 @@ credentials of any URL that is printed or logged.
 import os
 import re
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Literal, Optional, Tuple, Union
 from urllib.parse import quote
 
 import yaml
@@ -264,9 +264,12 @@ class MqttConfig(Section):
     )
     tls: Optional[TlsConfig] = Field(None, description="TLS settings; plain TCP when absent.")
     keepalive_s: int = Field(30, ge=5, description="MQTT keepalive.")
-    acks: bool = Field(
-        True,
-        description="Keep each message until the aggregator acknowledges them; false: until PUBACK.",
+    acks: Union[bool, Literal["auto"]] = Field(
+        "auto",
+        description=(
+            "true: keep each message until the aggregator acknowledges it; false: until the broker's PUBACK; "
+            "auto: PUBACK until an aggregator has acknowledged this device once, end-to-end from then on."
+        ),
     )
     max_inflight: int = Field(
         20, ge=1, le=1000, description="Most unacknowledged publishes at once (paced replay)."
@@ -275,6 +278,14 @@ class MqttConfig(Section):
         30.0, gt=0, description="Seconds without an acknowledgement before sending unacknowledged messages again."
     )
     telemetry_interval_s: float = Field(10.0, gt=0, description="Seconds between telemetry messages.")
+    stall_timeout_s: float = Field(
+        300.0,
+        gt=0,
+        description=(
+            "Seconds without delivery progress, connected with messages waiting, before the status says "
+            "degraded and the systemd watchdog is no longer fed (so systemd restarts the daemon)."
+        ),
+    )
     snapshot: SnapshotConfig = Field(default_factory=SnapshotConfig, description="Retained reference frames.")
     homeassistant: HomeAssistantConfig = Field(
         default_factory=HomeAssistantConfig, description="HA discovery."

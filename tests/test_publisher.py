@@ -73,7 +73,7 @@ def test_puback_mode_removes_on_puback_without_an_aggregator(tmp_path, mosquitto
 
 
 def test_without_acks_from_an_aggregator_nothing_leaves_the_spool(tmp_path, mosquitto_broker):
-    config = make_config(tmp_path, mosquitto_broker.port, ack_timeout_s=0.5)
+    config = make_config(tmp_path, mosquitto_broker.port, acks=True, ack_timeout_s=0.5)
     recorder = Recorder(mosquitto_broker, ["va/edge-t/cam1/counts"])
     publisher = start_publisher(config)
     for i in range(3):

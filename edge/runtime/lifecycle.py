@@ -127,6 +127,12 @@ class Appliance:
             load=DeviceLoad(read_temperature_c(), read_memory_percent(), _cpu_percent()),
         )
 
+    def healthy(self) -> bool:
+        """Whether the service may feed the systemd watchdog: false while delivery is degraded
+        (no progress while connected) or the sender has gone, so systemd restarts the daemon."""
+        publisher = self.parts.publisher
+        return publisher is None or publisher.healthy()
+
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
         if self.parts.publisher is not None:
