@@ -88,7 +88,7 @@ def test_without_acks_from_an_aggregator_nothing_leaves_the_spool(tmp_path, mosq
 
 def test_telemetry_reports_spool_counters_and_caller_values(tmp_path, mosquitto_broker):
     recorder = Recorder(mosquitto_broker, ["va/edge-t/telemetry"])
-    config = make_config(tmp_path, mosquitto_broker.port, telemetry_interval_s=0.2)
+    config = make_config(tmp_path, mosquitto_broker.port, acks=True, telemetry_interval_s=0.2)
     publisher = start_publisher(config, telemetry_source=lambda: {"cameras": {"cam1": {"fps": 9.5}}})
     publisher.submit("counts", "cam1", (0.0, 10.0), counts_body())
     message = wait_for(
