@@ -219,7 +219,7 @@ class Outbox:
         if not self.acks:
             self._outstanding.pop(record.seq, None)
             self._undeleted.add(record.seq)
-            self._delete_delivered()
+            self._delete_now()
 
     def ack(self, boot: str, seq: int) -> None:
         """The aggregator committed every message of `boot` up to `seq`. Ignored (and counted)
@@ -247,17 +247,16 @@ class Outbox:
         covered = [s for s, sent in self._outstanding.items() if sent.boot == boot and s <= seq]
         for covered_seq in covered:
             del self._outstanding[covered_seq]
-        self._delete_delivered()
+        self._delete_now()
 
     def stalled(self) -> Optional[str]:
         """Why delivery has made no progress for `stall_s` while messages wait, else None."""
-        waited = self.clock() - self._progress_at
-        if waited < self.stall_s:
+        if self.clock() - self._progress_at < self.stall_s:
             return None
         if self._delete_error is not None:
-            return f"spool cannot delete delivered messages for {waited:.0f} s: {self._delete_error}"
+            return f"spool cannot delete delivered messages: {self._delete_error}"
         what = "acknowledgement from the aggregator" if self.acks else "PUBACK from the broker"
-        return f"no {what} for {waited:.0f} s with messages waiting"
+        return f"no {what} for {self.stall_s:.0f} s with messages waiting"
 
     # --- deletions ---
 
@@ -266,6 +265,12 @@ class Outbox:
 
     def _delivered_already(self, record: Record) -> bool:
         return record.seq in self._undeleted or record.seq <= self._acked_through.get(record.boot, 0)
+
+    def _delete_now(self) -> None:
+        """Delete at once, unless the spool is failing: then the back-off decides when to retry
+        (each PUBACK must not be one more failed attempt that pushes the retry further away)."""
+        if self._delete_error is None:
+            self._delete_delivered()
 
     def _retry_deletes(self) -> None:
         if self._pending_delete() and self._delete_backoff.ready():
