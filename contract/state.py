@@ -106,6 +106,7 @@ class DeviceState:
     spool_depth: int
     temperature_c: Optional[float] = None
     cameras: List[str] = field(default_factory=list)
+    sources_down: List[str] = field(default_factory=list)  # cameras whose source delivers no frames
 
 
 def _dumps(value: Mapping[str, Any]) -> bytes:
@@ -156,6 +157,7 @@ def build_device_state(state: DeviceState) -> bytes:
             "spool_depth": state.spool_depth,
             "temperature_c": state.temperature_c,
             "cameras": list(state.cameras),
+            "sources_down": list(state.sources_down),
         }
     )
 
@@ -267,10 +269,14 @@ def parse_device_state(payload: bytes, where: str = "device state") -> DeviceSta
     cameras = _get(obj, "cameras", where)
     if not (isinstance(cameras, list) and all(isinstance(c, str) for c in cameras)):
         raise StateError(f"{where}.cameras: expected a list of camera ids")
+    down = obj.get("sources_down", [])  # absent in states of earlier versions
+    if not (isinstance(down, list) and all(isinstance(c, str) for c in down)):
+        raise StateError(f"{where}.sources_down: expected a list of camera ids")
     return DeviceState(
         device=_text(obj, "device", where),
         ts=float(_number(obj, "ts", where) or 0.0),
         spool_depth=_count(obj, "spool_depth", where),
         temperature_c=_number(obj, "temperature_c", where, nullable=True),
         cameras=list(cameras),
+        sources_down=list(down),
     )

@@ -30,6 +30,7 @@ def test_add_device_is_idempotent_and_refuses_bad_ids(tmp_path: Path) -> None:
     assert len(password) >= 20
     acl = (tmp_path / "video-analysis.acl").read_text()
     assert "user edge-a\ntopic write homeassistant/sensor/va_edge-a/#\n" in acl
+    assert "topic write homeassistant/device/va_edge-a/config\n" in acl
     again = add_device(tmp_path, "edge-a")
     assert again.returncode == 0 and "password kept" in again.stdout
     assert (tmp_path / "video-analysis.acl").read_text() == acl

@@ -1,5 +1,5 @@
-"""The running appliance: start, the once-a-second tick (tier adaptation, snapshots), loading a
-new tier's detector in the background, telemetry, stop. It is given its parts already built
+"""The running appliance: start, the once-a-second tick (tier adaptation, source health, snapshots,
+live state), loading a new tier's detector in the background, telemetry, stop. It is given its parts already built
 (`edge.runtime.appliance.build_appliance` is the composition root) and builds nothing itself.
 
 Threads: the main loop calls `start`, `tick` and `stop`; a `tier-load` thread loads a new
@@ -27,8 +27,9 @@ from edge.detection.engines import Detector
 from edge.device.hardware import HardwareProfile, read_memory_percent, read_temperature_c
 from edge.device.tiers import TierSelection
 from edge.runtime.analysis import CameraAnalysis, ClosedWindow
-from edge.runtime.pipeline import Pipeline
+from edge.runtime.pipeline import CameraStats, Pipeline
 from edge.runtime.privacy import PrivacySpec, snapshot_jpeg
+from edge.runtime.source_health import SourceWatch
 from edge.runtime.telemetry import DeviceLoad, Telemetry
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,8 @@ class Appliance:
         config = parts.config
         self._state_topics = StateTopics(config.mqtt.prefix, config.device_id)
         self._device_state_at: Optional[float] = None
+        self._source_watch = SourceWatch(parts.monotonic)
+        self._sources_down: List[str] = []  # guarded by _lock: telemetry reads it
         self._privacy = {
             camera.id: PrivacySpec(
                 masks=tuple(tuple(polygon) for polygon in camera.privacy_masks),
@@ -122,6 +125,7 @@ class Appliance:
             tier_changes=history,
             precision=self.precision,
             spool_write_errors=delivery.errors if delivery is not None else 0,
+            sources_down=self.sources_down,
             cameras=self.pipeline.stats(),
             latency_ms=self.pipeline.timer.percentiles_ms(),
             load=DeviceLoad(read_temperature_c(), read_memory_percent(), _cpu_percent()),
@@ -145,6 +149,7 @@ class Appliance:
         keeps running and the controller waits, so its measurements stay those of one tier."""
         if self._loading is not None:
             if self._loading.is_alive():
+                self._watch_sources(self.pipeline.stats())
                 self._snapshots()
                 self._live_states()
                 return None
@@ -153,19 +158,34 @@ class Appliance:
                 error, self._loading_error = self._loading_error, None
             if error is not None:
                 raise error
-        processed = sum(stats.processed for stats in self.pipeline.stats())
+        cameras = self.pipeline.stats()
+        down = self._watch_sources(cameras)
+        processed = sum(stats.processed for stats in cameras)
         busy = sum(self.pipeline.timer.total_s(stage) for stage in ("preprocess", "inference", "postprocess"))
+        active_target = sum(camera.target_fps for camera in self.parts.config.cameras if camera.id not in down)
         change = self.parts.controller.update(
             processed,
             busy_s=busy,
             temperature_c=read_temperature_c(),
             memory_percent=read_memory_percent(),
+            active_target_fps=active_target,
         )
         if change is not None:
             self.switch_tier(change)
         self._snapshots()
         self._live_states()
         return change
+
+    def _watch_sources(self, cameras: List[CameraStats]) -> List[str]:
+        down = self._source_watch.update(cameras)
+        with self._lock:
+            self._sources_down = down
+        return down
+
+    @property
+    def sources_down(self) -> List[str]:
+        with self._lock:
+            return list(self._sources_down)
 
     def switch_tier(self, change: TierChange) -> None:
         """Record a tier change and load its detector in the background; the pipeline swaps
@@ -208,7 +228,10 @@ class Appliance:
         if publisher is None:
             return
         now = self.parts.clock()
+        down = self.sources_down
         for camera_id, analysis in self.parts.analyses.items():
+            if camera_id in down:
+                continue  # not refreshed: subscribers' expire_after marks it unavailable
             state = analysis.live_state_due(now)
             if state is not None:
                 publisher.publish_state(self._state_topics.camera_state(camera_id), build_camera_state(state))
@@ -223,6 +246,7 @@ class Appliance:
             spool_depth=publisher.stats().spool_depth,
             temperature_c=read_temperature_c(),
             cameras=list(self.parts.analyses),
+            sources_down=down,
         )
         publisher.publish_state(self._state_topics.device_state, build_device_state(device))
 
