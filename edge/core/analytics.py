@@ -381,6 +381,9 @@ class CameraAnalytics:
         self._last_seen: Dict[int, float] = {}
         self._counts_start: Optional[float] = None
         self._heatmap_start: Optional[float] = None
+        # The end of a window started by `cut` (the usual boundary), else None.
+        self._counts_cut: Optional[float] = None
+        self._heatmap_cut: Optional[float] = None
         self._acc = _Accumulator()
         self._lines_at_start = {line.line_id: (0, 0) for line in self.lines}
         self._entered_at_start = {zone.zone_id: 0 for zone in self.zones}
@@ -461,6 +464,34 @@ class CameraAnalytics:
         self._pending_counts, self._pending_heatmaps = [], []
         return closed
 
+    def cut(self, now: float) -> None:
+        """Close the open windows at `now` (shorter than usual) and start the next ones there,
+        ending on the usual boundary: the caller's clock that stamps windows stepped, so the
+        windows on either side of `now` are stamped differently."""
+        self._roll(now)
+        assert self._counts_start is not None and self._heatmap_start is not None
+        if now > self._counts_start:
+            self._counts_cut = self._counts_start + self.counts_window_s
+            self._pending_counts.append(self._close_counts((self._counts_start, now)))
+            self._counts_start = now
+        if now > self._heatmap_start:
+            self._heatmap_cut = self._heatmap_start + self.heatmap_window_s
+            if self.heatmap_enabled:
+                grid = self._grid
+                self._pending_heatmaps.append(
+                    HeatmapWindow((self._heatmap_start, now), grid, encode_tiles(grid, self.tile_size))
+                )
+            self._grid = np.zeros_like(self._grid)
+            self._heatmap_start = now
+
+    def _counts_end(self) -> float:
+        assert self._counts_start is not None
+        return self._counts_cut if self._counts_cut is not None else self._counts_start + self.counts_window_s
+
+    def _heatmap_end(self) -> float:
+        assert self._heatmap_start is not None
+        return self._heatmap_cut if self._heatmap_cut is not None else self._heatmap_start + self.heatmap_window_s
+
     def _roll(self, now: float) -> None:
         if self._counts_start is None:
             self._counts_start = window_start(now, self.counts_window_s)
@@ -468,16 +499,18 @@ class CameraAnalytics:
         assert self._heatmap_start is not None
         self._forget(now)
         skipped = False
-        while now >= self._counts_start + self.counts_window_s:
-            end = self._counts_start + self.counts_window_s
+        while now >= self._counts_end():
+            end = self._counts_end()
+            self._counts_cut = None
             self._pending_counts.append(self._close_counts((self._counts_start, end)))
             self._counts_start = end
             if not skipped and now >= end + MAX_EMPTY_WINDOWS * self.counts_window_s:
                 self._counts_start = window_start(now, self.counts_window_s)
                 skipped = True
         skipped = False
-        while now >= self._heatmap_start + self.heatmap_window_s:
-            end = self._heatmap_start + self.heatmap_window_s
+        while now >= self._heatmap_end():
+            end = self._heatmap_end()
+            self._heatmap_cut = None
             if self.heatmap_enabled:
                 grid = self._grid
                 self._pending_heatmaps.append(

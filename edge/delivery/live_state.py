@@ -4,7 +4,8 @@ windows and the current occupancy. Pure: no I/O, no threads; every time is passe
 Rules:
 - **Never rewritten by an old window.** A window whose end is not after the newest one folded in
   is ignored (`fold_window` returns False), so a replay, a duplicate or a late window can never
-  move the published state backwards.
+  move the published state backwards. Only a wall-clock step (`clock_stepped`) lets the next
+  window in whatever its stamp.
 - **Daily totals.** `lines` are the crossings of every window that *started* on the current local
   day. The day starts at local midnight (`last_reset`, ISO 8601 with its UTC offset, computed in
   `tz`, the system's local time zone by default, so DST changes are followed). The first window or
@@ -109,6 +110,11 @@ class CameraLiveState:
             zone_entries={name: z.entered for name, z in window.zones.items()},
         )
         return True
+
+    def clock_stepped(self) -> None:
+        """The wall clock that stamps windows stepped: the next window is the newest even when it
+        is stamped earlier than the last one (a backward step); today's totals stay."""
+        self._window_end = 0.0
 
     def observe(self, occupancy: Mapping[str, int], zones_now: Mapping[str, int], fps: float, tier: str) -> None:
         """The present: people per class and per zone on the newest processed frame, the camera's

@@ -27,6 +27,7 @@ from edge.detection.engines import Detector
 from edge.device.hardware import HardwareProfile, read_memory_percent, read_temperature_c
 from edge.device.tiers import TierSelection
 from edge.runtime.analysis import CameraAnalysis, ClosedWindow
+from edge.runtime.clock import StampClock
 from edge.runtime.pipeline import CameraStats, Pipeline
 from edge.runtime.privacy import PrivacySpec, snapshot_jpeg
 from edge.runtime.source_health import SourceWatch
@@ -69,6 +70,7 @@ class ApplianceParts:
     publisher: Optional[Publisher] = None
     delivery: Optional[PublishingSink] = None
     clock: Callable[[], float] = time.time  # wall clock: stamps live state
+    stamps: Optional[StampClock] = None  # wall-clock step detection (windows' stamps)
     monotonic: Callable[[], float] = time.monotonic  # schedules
 
 
@@ -146,7 +148,11 @@ class Appliance:
     def tick(self) -> Optional[TierChange]:
         """Once a second: adapt the tier, publish snapshots. Returns the tier change, if any.
         While a new tier's detector loads (INT8 calibration can take seconds), the old tier
-        keeps running and the controller waits, so its measurements stay those of one tier."""
+        keeps running and the controller waits, so its measurements stay those of one tier.
+        A wall-clock step is noticed here; each camera's analysis closes its open windows at
+        its next poll and stamps the next ones with the new time."""
+        if self.parts.stamps is not None:
+            self.parts.stamps.check()
         if self._loading is not None:
             if self._loading.is_alive():
                 self._watch_sources(self.pipeline.stats())
