@@ -86,3 +86,33 @@ def test_full_disk_degrades_then_recovers_by_itself(tmp_path, tiny_disk, mosquit
         publisher.stop()
         spool.close()
         recorder.close()
+
+
+def test_the_sender_survives_a_spool_that_cannot_be_read_and_resumes(tmp_path, mosquitto_broker, caplog):
+    config = make_config(tmp_path, mosquitto_broker.port)
+    spool = Spool.from_config(config)
+    publisher = Publisher(config, spool, "boot-1")
+    recorder = Recorder(mosquitto_broker, ["va/edge-t/cam1/counts"])
+    broken = {"on": True}
+    real_pending = spool.pending
+
+    def pending(after_seq: int = 0, limit: int = 100):
+        if broken["on"]:
+            raise SpoolError(f"{spool.path}: spool error, spooled messages not read (disk I/O error)")
+        return real_pending(after_seq, limit)
+
+    spool.pending = pending  # type: ignore[method-assign]
+    publisher.start()
+    try:
+        seq = publisher.submit("counts", "cam1", (0.0, 10.0), counts_body())
+        wait_for(lambda: publisher.health().errors.get("sending spooled messages", 0) >= 2)
+        assert publisher._sender is not None and publisher._sender.is_alive()
+        assert caplog.text.count("sending spooled messages failed") == 1  # logged once, counted each time
+        broken["on"] = False
+        wait_for(lambda: len(recorder.on("/counts")) == 1 and spool.stats().depth == 0)
+        message = recorder.on("/counts")[0]
+        assert parse_data_message(message.topic, message.payload).envelope.seq == seq
+    finally:
+        publisher.stop()
+        spool.close()
+        recorder.close()
