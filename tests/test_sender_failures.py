@@ -6,6 +6,7 @@ from typing import List
 
 import pytest
 
+from edge.commands.cli import main
 from edge.core.errors import ConfigError
 from edge.delivery.faults import Backoff, FaultLog
 from edge.delivery.outbox import ACKS_AUTO, Outbox, publish_due
@@ -219,3 +220,15 @@ def test_acks_config_rejects_anything_else_in_one_line(tmp_path):
         make_config(tmp_path, 1883, acks="sometimes")
     assert "mqtt.acks" in str(raised.value) and "\n" not in str(raised.value)
 
+
+
+@pytest.mark.parametrize(
+    "mqtt_yaml, names",
+    [("acks: sometimes", "mqtt.acks"), ("stall_timeout_s: 0", "mqtt.stall_timeout_s")],
+)
+def test_check_config_refuses_bad_delivery_settings_with_exit_2(tmp_path, capsys, mqtt_yaml, names):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"cameras:\n  - id: cam\n    source: x.mp4\nmqtt:\n  {mqtt_yaml}\n")
+    assert main(["check-config", "-c", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and names in err and str(bad) in err
