@@ -198,17 +198,20 @@ source_fingerprint() {
 }
 
 # Build the wheel from this checkout (with its package data) and install it into a venv.
+# install_wheel VENV EXTRAS [SOURCE DIST]: the wheel built from SOURCE (default: this checkout,
+# distribution video_analysis; the server's own distribution is ./aggregator).
 install_wheel() {
-    local venv="$1" extras="$2" stamp="$1/.video-analysis-install" spec wheel_dir
-    spec="$(source_fingerprint) [$extras]"
+    local venv="$1" extras="$2" source="${3:-$HERE}" dist="${4:-video_analysis}"
+    local stamp="$1/.video-analysis-install" spec wheel_dir
+    spec="$(source_fingerprint) $dist [$extras]"
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$spec" ]; then
-        say "video-analysis [$extras] in $venv: unchanged"
+        say "$dist [$extras] in $venv: unchanged"
         return 0
     fi
-    changed "building the video-analysis wheel and installing it into $venv with [$extras]"
+    changed "building the $dist wheel and installing it into $venv${extras:+ with [$extras]}"
     wheel_dir="$(mktemp -d)"
-    run_logged "build wheel" "$venv/bin/pip" wheel -q --no-deps -w "$wheel_dir" "$HERE"
-    local wheels=("$wheel_dir"/video_analysis-*.whl)
+    run_logged "build wheel" "$venv/bin/pip" wheel -q --no-deps -w "$wheel_dir" "$source"
+    local wheels=("$wheel_dir"/"$dist"-*.whl)
     [ -f "${wheels[0]}" ] || fail_step "build wheel" "no wheel in $wheel_dir"
     run_logged "pip install" "$venv/bin/pip" install -q --force-reinstall --no-deps "${wheels[0]}"
     run_logged "pip install dependencies" "$venv/bin/pip" install -q "${wheels[0]}${extras:+[$extras]}"
@@ -401,6 +404,8 @@ checkout_mode() {
         # The tests lint the scripts (shellcheck), verify the units (systemd-analyze) and apply
         # the unit's system call filter (python3-seccomp).
         packages+=(mosquitto-clients shellcheck openssl systemd python3-seccomp)
+        # The aggregator's PostgreSQL scale test and its dashboard test in a headless browser.
+        packages+=(postgresql chromium chromium-driver)
         extras="opencv,demo,dev"
     fi
     if [ "$DRY_RUN" -eq 1 ]; then
@@ -434,7 +439,7 @@ aggregator_mode() {
         plan mode "aggregator${PREFIX:+ under $PREFIX}"
         plan apt "mosquitto mosquitto-clients python3-venv"
         plan venv "$opt/venv"
-        plan wheel "video-analysis built from this checkout into the venv with [aggregator]"
+        plan wheel "video-analysis-aggregator built from ./aggregator (the server and the wire contract; no onnxruntime, OpenCV or scipy)"
         plan files "$mosq/conf.d/video-analysis.conf, $mosq/video-analysis.acl (passwords: deployment/mosquitto/add-device.sh)"
         plan unit "$units/video-analysis-aggregator.service"
         return 0
@@ -442,7 +447,7 @@ aggregator_mode() {
     apt_install mosquitto mosquitto-clients python3-venv
     ensure_dir 0755 "$opt"
     make_venv "$opt/venv"
-    install_wheel "$opt/venv" aggregator
+    install_wheel "$opt/venv" "" "$HERE/aggregator" video_analysis_aggregator
     install_file 0644 "$HERE/deployment/mosquitto/mosquitto.conf" "$mosq/conf.d/video-analysis.conf"
     # The ACL grows with add-device.sh: installed once, never overwritten.
     if [ ! -f "$mosq/video-analysis.acl" ]; then

@@ -26,7 +26,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from aggregator.store import IngestStore  # noqa: E402
+from aggregator.sqlite_store import SqliteStore  # noqa: E402
 from edge.delivery.publisher import Publisher  # noqa: E402
 from edge.delivery.spool import Spool  # noqa: E402
 from tests.mqtt_fixtures import Mosquitto, counts_body, heatmap_body, make_config  # noqa: E402
@@ -34,8 +34,8 @@ from tests.mqtt_fixtures import Mosquitto, counts_body, heatmap_body, make_confi
 INGEST_CHILD = """
 import sys, time
 from aggregator.ingest import Ingest
-from aggregator.store import IngestStore
-ingest = Ingest(IngestStore(sys.argv[1]), "127.0.0.1", int(sys.argv[2]))
+from aggregator.sqlite_store import SqliteStore
+ingest = Ingest(SqliteStore(sys.argv[1]), "127.0.0.1", int(sys.argv[2]))
 ingest.start()
 sys.stdin.read()
 ingest.stop()
@@ -107,7 +107,7 @@ def main() -> None:
     publisher.stop()
     ingest.communicate(b"", timeout=30)
     broker.stop()
-    stored = IngestStore(db).seqs("edge-t")
+    stored = SqliteStore(db).seqs("edge-t")
 
     samples = rss.samples
     mib = 1024 * 1024

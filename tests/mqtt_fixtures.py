@@ -23,7 +23,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from aggregator.ingest import Ingest
-from aggregator.store import IngestStore
+from aggregator.sqlite_store import SqliteStore
 from edge.config import Config, parse_config
 
 MOSQUITTO = "/usr/sbin/mosquitto"
@@ -300,7 +300,7 @@ def ingest_factory(tmp_path: Path) -> Iterator[Callable[..., Ingest]]:
 
     def make(broker: Mosquitto, name: str = "aggregator", **options: Any) -> Ingest:
         ingest = Ingest(
-            IngestStore(tmp_path / f"{name}.sqlite"), broker.host, broker.port, client_id=name, **options
+            SqliteStore(tmp_path / f"{name}.sqlite"), broker.host, broker.port, client_id=name, **options
         )
         ingest.start()
         started.append(ingest)

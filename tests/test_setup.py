@@ -60,7 +60,8 @@ def test_checkout_and_aggregator_plans() -> None:
     assert dev.returncode == 0 and "python3-seccomp" in dev.stdout and "[opencv,demo,dev]" in dev.stdout
     server = setup_sh("aggregator", "--dry-run", "--probe-root", str(PLATFORMS / "this-machine"))
     assert server.returncode == 0, server.stderr
-    assert "video-analysis.acl" in server.stdout and "[aggregator]" in server.stdout
+    assert "video-analysis.acl" in server.stdout
+    assert "video-analysis-aggregator built from ./aggregator" in server.stdout
 
 
 def test_32_bit_raspberry_pi_os_is_refused_in_one_line() -> None:

@@ -56,7 +56,7 @@ def test_shipped_acl_with_an_added_device(tmp_path: Path, mosquitto_factory, ing
     broker = mosquitto_factory(password_file=passwd, acl_file=conf / "video-analysis.acl")
     ingest = ingest_factory(broker, username="aggregator", password="agg-secret")
 
-    own = make_config(tmp_path, broker.port, device_id="edge-a", username="edge-a",
+    own = make_config(tmp_path, broker.port, device_id="edge-a", username="edge-a", acks=True,
                       password_file=conf / "edge-a/mqtt-password")
     publisher = Publisher(own, Spool.from_config(own), "boot-1")
     publisher.start()

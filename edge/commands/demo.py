@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
@@ -137,18 +138,14 @@ def run_demo(args: argparse.Namespace) -> int:
     )
     videos = {scene.name: write_scene(scene, out / "scenes") for scene in set(scenes)}
 
-    from aggregator.ingest import Ingest
-    from aggregator.store import IngestStore
+    from aggregator.server import local_server
 
     (out / "broker").mkdir(exist_ok=True)
-    with private_broker(out / "broker") as port:
+    store_path = out / "aggregator.sqlite"
+    with private_broker(out / "broker") as port, local_server(port, store_path) as server:
         print(f"  broker: mosquitto on 127.0.0.1:{port}", flush=True)
-        store_path = out / "aggregator.sqlite"
-        store = IngestStore(store_path)
-        ingest = Ingest(store, "127.0.0.1", port)
-        ingest.start()
-        if not ingest.wait_subscribed(10):
-            raise ConfigError(f"the aggregator's ingest could not subscribe on 127.0.0.1:{port}")
+        assert server.http is not None
+        print(f"  aggregator: dashboard at {server.http.url}/ (while the demo runs)", flush=True)
         config = demo_config(scenes, [videos[s.name] for s in scenes], out, port, args.seconds)
         print("  preparing INT8 for this machine (calibration and the accuracy guard; cached after the first run)")
         totals = WindowTotals()
@@ -174,16 +171,31 @@ def run_demo(args: argparse.Namespace) -> int:
         delivered = appliance.parts.publisher.wait_drained(15.0)
         telemetry = appliance.telemetry().to_wire()
         appliance.stop()
-        ingest_stats = ingest.stats()
-        ingest.stop()
-        stored = store.messages(device=config.device_id)
-        store.close()
+        wait_for_ingest(server)
+        ingest_stats = server.ingest.stats()
+        stored = server.store.messages(device=config.device_id)
+        api_totals = {
+            camera.id: api_get(f"{server.http.url}/api/cameras/{config.device_id}/{camera.id}/totals")
+            for camera in config.cameras
+        }
 
-    summary = _summary(appliance, totals, scenes, stored, delivered, telemetry, ingest_stats, out)
+    summary = _summary(appliance, totals, scenes, stored, api_totals, delivered, telemetry, ingest_stats, out)
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     print(f"  summary: {out / 'summary.json'}; aggregator database: {store_path}")
-    print("  the aggregator's web dashboard is not built yet: read the counts from the SQLite database above")
     return 0
+
+
+def wait_for_ingest(server: Any, timeout_s: float = 10.0) -> None:
+    """Give the aggregator a moment to store what it has received but not yet written."""
+    deadline = time.monotonic() + timeout_s
+    while server.ingest.health().backlog and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def api_get(url: str) -> Any:
+    """One GET on the aggregator's API, decoded from JSON: the summary reads totals the way a user would."""
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.loads(response.read())
 
 
 def expected_line_counts(truth: Any, scene: Scene, played_s: float) -> Dict[str, Dict[str, int]]:
@@ -200,6 +212,7 @@ def _summary(
     totals: WindowTotals,
     scenes: List[Scene],
     stored: List[Any],
+    api_totals: Dict[str, Any],
     delivered: bool,
     telemetry: Dict[str, Any],
     ingest_stats: Any,
@@ -211,13 +224,7 @@ def _summary(
         last_frame = appliance.parts.analyses[camera.id].last_frame
         camera_totals = totals.camera(camera.id)
         counted = camera_totals.line_counts()
-        stored_lines: Dict[str, Dict[str, int]] = {}
-        for message in stored:
-            if message.camera == camera.id and message.kind == "counts":
-                for line_id, c in message.body["lines"].items():
-                    entry = stored_lines.setdefault(line_id, {"in": 0, "out": 0})
-                    entry["in"] += c["in"]
-                    entry["out"] += c["out"]
+        stored_lines: Dict[str, Dict[str, int]] = api_totals[camera.id]["lines"]
         truth = ground_truth(scene)
         played_s = camera_totals.frames / scene.fps
         expected = expected_line_counts(truth, scene, played_s)
