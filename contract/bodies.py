@@ -12,7 +12,7 @@ from typing import Any, Dict, Mapping, Optional, Union
 from contract import fields
 from contract.errors import MessageError
 
-STATUS_STATES = ("online", "offline", "stopped")
+STATUS_STATES = ("online", "degraded", "offline", "stopped")
 
 
 @dataclass(frozen=True)
@@ -149,17 +149,22 @@ class Ack:
 
 @dataclass(frozen=True)
 class Status:
-    """The retained device status; `offline` is the broker's last will."""
+    """The retained device status; `offline` is the broker's last will; `degraded` means running
+    and connected but delivery makes no progress, with `reason` saying why."""
 
     state: str
     boot: str
     version: str
     ts: float
+    reason: Optional[str] = None
 
     def to_dict(self) -> Dict[str, Any]:
         if self.state not in STATUS_STATES:
             raise MessageError(f"status.state: {self.state!r} is not one of {STATUS_STATES}")
-        return {"state": self.state, "boot": self.boot, "version": self.version, "ts": self.ts}
+        wire: Dict[str, Any] = {"state": self.state, "boot": self.boot, "version": self.version, "ts": self.ts}
+        if self.reason is not None:
+            wire["reason"] = self.reason
+        return wire
 
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any], where: str = "status") -> "Status":
@@ -167,7 +172,16 @@ class Status:
         if state not in STATUS_STATES:
             raise MessageError(f"{where}.state: {state!r} is not one of {STATUS_STATES}")
         ts = fields.number(obj, "ts", where)
-        return cls(state=state, boot=fields.text(obj, "boot", where), version=fields.text(obj, "version", where), ts=ts)
+        reason = obj.get("reason")
+        if reason is not None and not isinstance(reason, str):
+            raise MessageError(f"{where}.reason: expected a string, got {reason!r}")
+        return cls(
+            state=state,
+            boot=fields.text(obj, "boot", where),
+            version=fields.text(obj, "version", where),
+            ts=ts,
+            reason=reason,
+        )
 
 
 @dataclass(frozen=True)

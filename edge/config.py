@@ -10,7 +10,7 @@ credentials of any URL that is printed or logged.
 import os
 import re
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Literal, Optional, Tuple, Union
 from urllib.parse import quote
 
 import yaml
@@ -38,6 +38,40 @@ def mask_urls(text: str) -> str:
     a lone token before '@' is masked), and password/token query parameters masked too."""
     return _SECRET_QUERY.sub(r"\g<key>***", _USERINFO.sub(_mask_userinfo, text))
 
+# Ids end up in MQTT topics, JSON keys and Home Assistant ids (DESIGN.md "Wire contract").
+_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}")
+ID_RULE = "1-64 characters of letters, digits, '_', '.' and '-', not starting with '.'"
+# MQTT wildcards and the level separator break a one-level topic name; '$' starts broker topics.
+_TOPIC_LEVEL = re.compile(r"[^+#/$\x00][^+#/\x00]{0,63}")
+MAX_DISCOVERY_PREFIX = 128
+
+
+def check_id(value: str) -> str:
+    if not _ID.fullmatch(value):
+        raise ValueError(f"{value!r}: expected {ID_RULE}")
+    return value
+
+
+def check_topic_level(value: str) -> str:
+    """One MQTT topic level (the topic prefix): the data topics and the aggregator's
+    subscriptions (`{prefix}/+/+/counts`) count the levels, so it cannot hold '/'."""
+    if not _TOPIC_LEVEL.fullmatch(value):
+        raise ValueError(
+            f"{value!r}: expected one topic level of 1-64 characters without '+', '#', '/' or a leading '$'"
+        )
+    return value
+
+
+def check_topic_prefix(value: str) -> str:
+    """A topic prefix of one or more levels (Home Assistant's discovery prefix)."""
+    levels = value.split("/")
+    if len(value) > MAX_DISCOVERY_PREFIX or not all(levels) or any(c in value for c in "+#\x00") or value[0] == "$":
+        raise ValueError(
+            f"{value!r}: expected a topic prefix of at most {MAX_DISCOVERY_PREFIX} characters, without '+', '#', "
+            "empty levels or a leading '$'"
+        )
+    return value
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -51,11 +85,13 @@ def _check_normalised(points: List[Point]) -> List[Point]:
 
 
 class LineConfig(Section):
-    id: str = Field(description="Name of the counting line, used in the counts message.")
+    id: str = Field(description=f"Name of the counting line, used in the counts message; {ID_RULE}.")
     points: List[Point] = Field(
         description="Two points, normalised 0..1. 'in' is a crossing from the left side to the right side "
         "looking from the first point to the second."
     )
+
+    _id = field_validator("id")(check_id)
 
     @field_validator("points")
     @classmethod
@@ -66,8 +102,10 @@ class LineConfig(Section):
 
 
 class ZoneConfig(Section):
-    id: str = Field(description="Name of the zone, used in the counts message.")
+    id: str = Field(description=f"Name of the zone, used in the counts message; {ID_RULE}.")
     polygon: List[Point] = Field(description="At least 3 points, normalised 0..1.")
+
+    _id = field_validator("id")(check_id)
 
     @field_validator("polygon")
     @classmethod
@@ -78,10 +116,7 @@ class ZoneConfig(Section):
 
 
 class CameraConfig(Section):
-    id: str = Field(
-        description="Camera id, used in MQTT topics; letters, digits, '-' and '_'.",
-        pattern=r"^[A-Za-z0-9_-]+$",
-    )
+    id: str = Field(description=f"Camera id, used in MQTT topics; {ID_RULE}.")
     source: str = Field(
         description="A video file path, rtsp:// URL, /dev/videoN (V4L2), csi://N (Jetson CSI camera through "
         "GStreamer) or a GStreamer pipeline ending in appsink (prefix 'gst:')."
@@ -100,6 +135,30 @@ class CameraConfig(Section):
     loop: bool = Field(False, description="For file sources: start again at the end.")
     lines: List[LineConfig] = Field(default_factory=list, description="Counting lines.")
     zones: List[ZoneConfig] = Field(default_factory=list, description="Occupancy zones.")
+    privacy_masks: List[List[Point]] = Field(
+        default_factory=list,
+        description="Polygons (at least 3 points, normalised 0..1) filled in black in snapshots before they leave "
+        "the device.",
+    )
+
+    _id = field_validator("id")(check_id)
+
+    @field_validator("privacy_masks")
+    @classmethod
+    def _mask_polygons(cls, value: List[List[Point]]) -> List[List[Point]]:
+        for polygon in value:
+            if len(polygon) < 3:
+                raise ValueError("expected at least 3 points per mask")
+            _check_normalised(polygon)
+        return value
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> "CameraConfig":
+        for kind, ids in (("line", [line.id for line in self.lines]), ("zone", [zone.id for zone in self.zones])):
+            duplicates = sorted({i for i in ids if ids.count(i) > 1})
+            if duplicates:
+                raise ValueError(f"duplicate {kind} id {duplicates[0]!r}")
+        return self
 
     @model_validator(mode="after")
     def _credentials_for_network_source(self) -> "CameraConfig":
@@ -180,18 +239,23 @@ class HomeAssistantConfig(Section):
     enabled: bool = Field(True, description="Publish Home Assistant MQTT discovery for the count sensors.")
     prefix: str = Field("homeassistant", description="Home Assistant discovery prefix.")
 
+    _prefix = field_validator("prefix")(check_topic_prefix)
+
 
 class SnapshotConfig(Section):
     enabled: bool = Field(
-        True, description="Publish a retained JPEG reference frame per camera (off for privacy)."
+        False, description="Publish a retained JPEG reference frame per camera (raw scene images: off by default)."
     )
     interval_min: float = Field(60.0, gt=0, description="Minutes between snapshots.")
+    blur_people: bool = Field(
+        True, description="Pixelate every detected person in a snapshot before it leaves the device."
+    )
 
 
 class MqttConfig(Section):
     host: str = Field("localhost", description="Broker host name or address.")
     port: int = Field(1883, ge=1, le=65535, description="Broker port (8883 is usual with TLS).")
-    prefix: str = Field("va", description="Topic prefix.")
+    prefix: str = Field("va", description="Topic prefix: one topic level (no '/', '+', '#').")
     client_id: Optional[str] = Field(None, description="MQTT client id; defaults to the device id.")
     username: Optional[str] = Field(None, description="Username, when the broker requires one.")
     password_file: Optional[Path] = Field(
@@ -200,9 +264,12 @@ class MqttConfig(Section):
     )
     tls: Optional[TlsConfig] = Field(None, description="TLS settings; plain TCP when absent.")
     keepalive_s: int = Field(30, ge=5, description="MQTT keepalive.")
-    acks: bool = Field(
-        True,
-        description="Keep each message until the aggregator acknowledges them; false: until PUBACK.",
+    acks: Union[bool, Literal["auto"]] = Field(
+        "auto",
+        description=(
+            "true: keep each message until the aggregator acknowledges it; false: until the broker's PUBACK; "
+            "auto: PUBACK until an aggregator has acknowledged this device once, end-to-end from then on."
+        ),
     )
     max_inflight: int = Field(
         20, ge=1, le=1000, description="Most unacknowledged publishes at once (paced replay)."
@@ -211,10 +278,20 @@ class MqttConfig(Section):
         30.0, gt=0, description="Seconds without an acknowledgement before sending unacknowledged messages again."
     )
     telemetry_interval_s: float = Field(10.0, gt=0, description="Seconds between telemetry messages.")
+    stall_timeout_s: float = Field(
+        300.0,
+        gt=0,
+        description=(
+            "Seconds without delivery progress, connected with messages waiting, before the status says "
+            "degraded and the systemd watchdog is no longer fed (so systemd restarts the daemon)."
+        ),
+    )
     snapshot: SnapshotConfig = Field(default_factory=SnapshotConfig, description="Retained reference frames.")
     homeassistant: HomeAssistantConfig = Field(
         default_factory=HomeAssistantConfig, description="HA discovery."
     )
+
+    _prefix = field_validator("prefix")(check_topic_level)
 
 
 class SpoolConfig(Section):
@@ -369,9 +446,7 @@ class CalibrationConfig(Section):
 
 
 class Config(Section):
-    device_id: str = Field(
-        "edge-01", pattern=r"^[A-Za-z0-9_-]+$", description="Device id, used in MQTT topics."
-    )
+    device_id: str = Field("edge-01", description=f"Device id, used in MQTT topics; {ID_RULE}.")
     state_dir: Path = Field(
         Path("/var/lib/video-analysis"), description="Spool, seq counter, engine cache and tier measurements."
     )
@@ -398,6 +473,8 @@ class Config(Section):
     calibration: CalibrationConfig = Field(
         default_factory=CalibrationConfig, description="INT8 calibration and its accuracy guard."
     )
+
+    _device_id = field_validator("device_id")(check_id)
 
     @model_validator(mode="after")
     def _unique_camera_ids(self) -> "Config":

@@ -19,6 +19,7 @@ WIRE_KEYS = {
     "tier_changes",
     "precision",
     "spool_write_errors",
+    "sources_down",
     "cameras",
     "latency_ms",
     "temperature_c",

@@ -38,6 +38,22 @@ def test_documented_default_validates() -> None:
         ),
         ({"cameras": [{"id": "a", "source": "x"}, {"id": "a", "source": "y"}]}, "duplicate camera id 'a'"),
         ({"spool": {"full_policy": "explode"}}, "spool.full_policy"),
+        ({"mqtt": {"prefix": "va/#"}}, "mqtt.prefix: 'va/#': expected one topic level"),
+        ({"mqtt": {"prefix": "site/va"}}, "mqtt.prefix: 'site/va': expected one topic level"),
+        ({"mqtt": {"prefix": "$SYS"}}, "mqtt.prefix: '$SYS'"),
+        ({"mqtt": {"homeassistant": {"prefix": "ha/+"}}}, "mqtt.homeassistant.prefix: 'ha/+': expected a topic prefix"),
+        ({"mqtt": {"homeassistant": {"prefix": "ha//x"}}}, "mqtt.homeassistant.prefix"),
+        ({"device_id": "d" * 65}, "device_id: 'ddd"),
+        ({"device_id": ".hidden"}, "not starting with '.'"),
+        ({"cameras": [{"id": "a+b", "source": "x"}]}, "cameras[0].id: 'a+b': expected 1-64 characters"),
+        (
+            {"cameras": [{"id": "a", "source": "x", "zones": [{"id": "q'", "polygon": [[0, 0], [1, 0], [1, 1]]}]}]},
+            "cameras[0].zones[0].id",
+        ),
+        (
+            {"cameras": [{"id": "a", "source": "x", "lines": [{"id": "l", "points": [[0, 0], [1, 1]]}] * 2}]},
+            "cameras[0]: duplicate line id 'l'",
+        ),
     ],
 )
 def test_bad_config_names_the_key_path(raw: dict, expected: str) -> None:
@@ -47,6 +63,13 @@ def test_bad_config_names_the_key_path(raw: dict, expected: str) -> None:
     assert message.startswith("site.yaml: ")
     assert expected in message
     assert "\n" not in message
+
+
+def test_ids_and_prefixes_that_fit_topics_are_accepted() -> None:
+    mqtt = {"prefix": "va-2", "homeassistant": {"prefix": "home/ha"}}
+    config = parse_config({"device_id": "site.edge-01", "mqtt": mqtt})
+    assert (config.device_id, config.mqtt.prefix) == ("site.edge-01", "va-2")
+    assert config.mqtt.homeassistant.prefix == "home/ha"
 
 
 def test_every_field_is_described() -> None:

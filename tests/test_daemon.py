@@ -13,6 +13,7 @@ from typing import List
 import pytest
 import yaml
 
+from contract.state import parse_camera_state, parse_device_state
 from edge.devkit.synthetic import standard_scenes, write_scene
 from tests.mqtt_fixtures import Recorder, wait_for
 
@@ -49,7 +50,9 @@ def test_run_under_systemd_protocol(tmp_path: Path, mosquitto_broker, ingest_fac
     config_path = tmp_path / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))
     ingest = ingest_factory(mosquitto_broker)
-    recorder = Recorder(mosquitto_broker, ["va/edge-run/status", "va/edge-run/telemetry"])
+    recorder = Recorder(
+        mosquitto_broker, ["va/edge-run/status", "va/edge-run/telemetry", "va/edge-run/state", "va/edge-run/+/state"]
+    )
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify.sock"))
     notify.setblocking(False)
@@ -71,6 +74,12 @@ def test_run_under_systemd_protocol(tmp_path: Path, mosquitto_broker, ingest_fac
         assert wait_for(lambda: recorder.on("/telemetry"), 10)
         telemetry = json.loads(recorder.on("/telemetry")[-1].payload)
         assert telemetry["precision"]["chosen"] in ("int8", "fp32") and "spool" in telemetry
+        # live state beside the window stream: retained, with today's totals of the configured line
+        camera_state = parse_camera_state(wait_for(lambda: recorder.on("/door-cam/state"), 30)[-1].payload)
+        assert camera_state.window > 0 and set(camera_state.lines) == {"door"}
+        assert parse_device_state(wait_for(lambda: recorder.on("/edge-run/state"), 30)[-1].payload).cameras == [
+            "door-cam"
+        ]
 
         config["counts"]["window_s"] = 3
         config_path.write_text(yaml.safe_dump(config))

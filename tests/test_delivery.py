@@ -57,7 +57,7 @@ class Feeder:
 def test_broker_outage_loses_nothing(tmp_path, mosquitto_factory, ingest_factory, sig):
     broker = mosquitto_factory(persistence=False)
     ingest = ingest_factory(broker)
-    config = make_config(tmp_path, broker.port, ack_timeout_s=2.0)
+    config = make_config(tmp_path, broker.port, acks=True, ack_timeout_s=2.0)
     publisher = Publisher(config, Spool.from_config(config), "boot-1")
     publisher.start()
     feeder = Feeder(publisher)
@@ -111,7 +111,7 @@ def run_child(config, boot: str, limit: int) -> subprocess.Popen:
 def test_daemon_sigkill_loses_nothing_and_seq_continues(tmp_path, mosquitto_broker, ingest_factory):
     ingest = ingest_factory(mosquitto_broker)
     recorder = Recorder(mosquitto_broker, ["va/edge-t/status"])
-    config = make_config(tmp_path, mosquitto_broker.port, ack_timeout_s=2.0)
+    config = make_config(tmp_path, mosquitto_broker.port, acks=True, ack_timeout_s=2.0)
 
     first = run_child(config, "boot-1", limit=0)
     printed_first = [int(first.stdout.readline()) for _ in range(60)]
@@ -140,7 +140,7 @@ def test_daemon_sigkill_loses_nothing_and_seq_continues(tmp_path, mosquitto_brok
 @pytest.mark.slow
 def test_full_spool_drops_oldest_counts_and_reports(tmp_path, mosquitto_factory, ingest_factory):
     broker = mosquitto_factory(start=False)  # a long outage: no broker yet
-    config = make_config(tmp_path, broker.port, telemetry_interval_s=0.3, spool={"max_mb": 1.0})
+    config = make_config(tmp_path, broker.port, acks=True, telemetry_interval_s=0.3, spool={"max_mb": 1.0})
     publisher = Publisher(config, Spool.from_config(config), "boot-1")
     publisher.start()
     submitted = [

@@ -1,7 +1,4 @@
-import json
-
 from contract import parse_data_message, parse_status, parse_telemetry
-from edge.delivery.homeassistant import discovery_messages
 from edge.delivery.publisher import Publisher
 from edge.delivery.spool import Spool
 from tests.mqtt_fixtures import Recorder, counts_body, heatmap_body, make_config, wait_for
@@ -76,7 +73,7 @@ def test_puback_mode_removes_on_puback_without_an_aggregator(tmp_path, mosquitto
 
 
 def test_without_acks_from_an_aggregator_nothing_leaves_the_spool(tmp_path, mosquitto_broker):
-    config = make_config(tmp_path, mosquitto_broker.port, ack_timeout_s=0.5)
+    config = make_config(tmp_path, mosquitto_broker.port, acks=True, ack_timeout_s=0.5)
     recorder = Recorder(mosquitto_broker, ["va/edge-t/cam1/counts"])
     publisher = start_publisher(config)
     for i in range(3):
@@ -91,7 +88,7 @@ def test_without_acks_from_an_aggregator_nothing_leaves_the_spool(tmp_path, mosq
 
 def test_telemetry_reports_spool_counters_and_caller_values(tmp_path, mosquitto_broker):
     recorder = Recorder(mosquitto_broker, ["va/edge-t/telemetry"])
-    config = make_config(tmp_path, mosquitto_broker.port, telemetry_interval_s=0.2)
+    config = make_config(tmp_path, mosquitto_broker.port, acks=True, telemetry_interval_s=0.2)
     publisher = start_publisher(config, telemetry_source=lambda: {"cameras": {"cam1": {"fps": 9.5}}})
     publisher.submit("counts", "cam1", (0.0, 10.0), counts_body())
     message = wait_for(
@@ -106,7 +103,7 @@ def test_telemetry_reports_spool_counters_and_caller_values(tmp_path, mosquitto_
 
 
 def test_snapshot_is_retained_and_switchable(tmp_path, mosquitto_broker):
-    config = make_config(tmp_path, mosquitto_broker.port)
+    config = make_config(tmp_path, mosquitto_broker.port, snapshot={"enabled": True})
     publisher = start_publisher(config)
     assert publisher.snapshot_due("cam1")
     publisher.publish_snapshot("cam1", b"\xff\xd8jpeg\xff\xd9")
@@ -120,23 +117,3 @@ def test_snapshot_is_retained_and_switchable(tmp_path, mosquitto_broker):
 
     private = make_config(tmp_path, mosquitto_broker.port, device_id="private", snapshot={"enabled": False})
     assert not Publisher(private, Spool.from_config(private), "b").snapshot_due("cam1")
-
-
-def test_home_assistant_discovery_is_retained_with_availability(tmp_path, mosquitto_broker):
-    config = make_config(tmp_path, mosquitto_broker.port, cameras=CAMERAS)
-    expected = discovery_messages(config, "0.1.0")
-    # person occupancy, door in/out, queue occupancy
-    assert len(expected) == 4
-    publisher = start_publisher(config)
-    wait_for(lambda: publisher.stats().connected)
-    publisher.stop()
-    late = Recorder(mosquitto_broker, ["homeassistant/#"], client_id="late")
-    configs = wait_for(lambda: len(late.on("/config")) == 4 and late.on("/config"))
-    late.close()
-    door_in = next(json.loads(m.payload) for m in configs if "door_in" in m.topic)
-    assert all(m.retain for m in configs)
-    assert door_in["state_topic"] == "va/edge-t/cam1/counts"
-    assert door_in["value_template"] == "{{ value_json.lines['door']['in'] }}"
-    assert door_in["availability"][0]["topic"] == "va/edge-t/status"
-    off = make_config(tmp_path, mosquitto_broker.port, cameras=CAMERAS, homeassistant={"enabled": False})
-    assert discovery_messages(off, "0.1.0") == []

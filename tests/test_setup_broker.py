@@ -1,10 +1,16 @@
 """deployment/mosquitto against a real mosquitto: add-device.sh gives a device credentials and its
 ACL line; the shipped ACL lets the device publish only under its own prefix (and its Home
-Assistant discovery node), the aggregator ack, and refuses another device's prefix."""
+Assistant discovery node), the aggregator ack, and refuses another device's prefix; the Home
+Assistant user reads discovery and live state."""
 
 import subprocess
 from pathlib import Path
+from typing import List
 
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from contract.state import DeviceState, StateTopics, build_device_state
 from edge.delivery.publisher import Publisher
 from edge.delivery.spool import Spool
 from tests.mqtt_fixtures import counts_body, make_config, wait_for
@@ -30,6 +36,7 @@ def test_add_device_is_idempotent_and_refuses_bad_ids(tmp_path: Path) -> None:
     assert len(password) >= 20
     acl = (tmp_path / "video-analysis.acl").read_text()
     assert "user edge-a\ntopic write homeassistant/sensor/va_edge-a/#\n" in acl
+    assert "topic write homeassistant/device/va_edge-a/config\n" in acl
     again = add_device(tmp_path, "edge-a")
     assert again.returncode == 0 and "password kept" in again.stdout
     assert (tmp_path / "video-analysis.acl").read_text() == acl
@@ -49,7 +56,7 @@ def test_shipped_acl_with_an_added_device(tmp_path: Path, mosquitto_factory, ing
     broker = mosquitto_factory(password_file=passwd, acl_file=conf / "video-analysis.acl")
     ingest = ingest_factory(broker, username="aggregator", password="agg-secret")
 
-    own = make_config(tmp_path, broker.port, device_id="edge-a", username="edge-a",
+    own = make_config(tmp_path, broker.port, device_id="edge-a", username="edge-a", acks=True,
                       password_file=conf / "edge-a/mqtt-password")
     publisher = Publisher(own, Spool.from_config(own), "boot-1")
     publisher.start()
@@ -66,3 +73,36 @@ def test_shipped_acl_with_an_added_device(tmp_path: Path, mosquitto_factory, ing
     spoofing.submit("counts", "cam1", (0.0, 10.0), counts_body())
     wait_for(lambda: spoofing.stats().refused >= 1)
     spoofing.stop()
+
+
+def test_home_assistant_user_reads_discovery_and_live_state_with_the_shipped_acl(
+    tmp_path: Path, mosquitto_factory
+) -> None:
+    conf = tmp_path / "mosquitto"
+    conf.mkdir()
+    (conf / "video-analysis.acl").write_text((ROOT / "deployment/mosquitto/video-analysis.acl").read_text())
+    assert add_device(conf, "edge-a").returncode == 0
+    passwd = conf / "video-analysis.passwd"
+    subprocess.run(["mosquitto_passwd", "-b", str(passwd), "homeassistant", "ha-secret"], check=True)
+    broker = mosquitto_factory(password_file=passwd, acl_file=conf / "video-analysis.acl")
+    config = make_config(tmp_path, broker.port, device_id="edge-a", username="edge-a",
+                         password_file=conf / "edge-a/mqtt-password", homeassistant={"enabled": True})
+    publisher = Publisher(config, Spool.from_config(config), "boot-1")
+    state_topic = StateTopics(config.mqtt.prefix, config.device_id).device_state
+    publisher.publish_state(state_topic, build_device_state(DeviceState("edge-a", 1.0, 0, None, ["cam1"])))
+    publisher.start()
+    wait_for(lambda: publisher.stats().connected)
+
+    received: List[str] = []
+    ha = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="ha", protocol=MQTTProtocolVersion.MQTTv5)
+    ha.username_pw_set("homeassistant", "ha-secret")
+    ha.on_connect = lambda c, u, f, rc, p: c.subscribe([("homeassistant/#", 1), ("va/#", 1)])
+    ha.on_message = lambda c, u, message: received.append(message.topic)
+    ha.connect(broker.host, broker.port)
+    ha.loop_start()
+    try:
+        wait_for(lambda: "homeassistant/device/va_edge-a/config" in received and state_topic in received)
+    finally:
+        ha.disconnect()
+        ha.loop_stop()
+        publisher.stop()

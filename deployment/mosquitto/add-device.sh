@@ -62,11 +62,13 @@ else
     echo "$DEVICE: password set in $PASSWD; the device's copy is $OUT/mqtt-password"
 fi
 
+# Its device-based discovery config, and the per-sensor topics older versions used (cleared on start).
 line="topic write homeassistant/sensor/va_$DEVICE/#"
+device_line="topic write homeassistant/device/va_$DEVICE/config"
 if grep -qx "user $DEVICE" "$ACL"; then
     echo "$DEVICE: ACL block present in $ACL"
 else
-    printf '\nuser %s\n%s\n' "$DEVICE" "$line" >>"$ACL"
+    printf '\nuser %s\n%s\n%s\n' "$DEVICE" "$line" "$device_line" >>"$ACL"
     echo "$DEVICE: ACL block added to $ACL"
 fi
 

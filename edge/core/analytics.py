@@ -381,12 +381,18 @@ class CameraAnalytics:
         self._last_seen: Dict[int, float] = {}
         self._counts_start: Optional[float] = None
         self._heatmap_start: Optional[float] = None
+        # The end of a window started by `cut` (the usual boundary), else None.
+        self._counts_cut: Optional[float] = None
+        self._heatmap_cut: Optional[float] = None
         self._acc = _Accumulator()
         self._lines_at_start = {line.line_id: (0, 0) for line in self.lines}
         self._entered_at_start = {zone.zone_id: 0 for zone in self.zones}
         self._grid = np.zeros((heatmap_grid[1], heatmap_grid[0]))
         self._pending_counts: List[CountsWindow] = []
         self._pending_heatmaps: List[HeatmapWindow] = []
+        # People per counted class and per zone on the newest processed frame (live state).
+        self.present_objects: Dict[str, int] = {name: 0 for name in self.counted}
+        self.present_zones: Dict[str, int] = {zone.zone_id: 0 for zone in self.zones}
 
     # --- feeding ---
 
@@ -408,6 +414,7 @@ class CameraAnalytics:
             name = self._class_ids[tr.class_id]
             per_class[name] += 1
             acc.unique.setdefault(name, set()).add(tr.track_id)
+        self.present_objects = dict(per_class)
         for name, n in per_class.items():
             acc.now[name] = n
             acc.max[name] = max(acc.max.get(name, 0), n)
@@ -422,6 +429,7 @@ class CameraAnalytics:
         for zone in self.zones:
             zone.observe(timestamp, measured_ids, measured_feet)
             n = len(zone.occupants() & present)
+            self.present_zones[zone.zone_id] = n
             acc.zone_now[zone.zone_id] = n
             acc.zone_max[zone.zone_id] = max(acc.zone_max.get(zone.zone_id, 0), n)
             acc.zone_weighted[zone.zone_id] = acc.zone_weighted.get(zone.zone_id, 0.0) + n * seconds_per_frame
@@ -456,6 +464,34 @@ class CameraAnalytics:
         self._pending_counts, self._pending_heatmaps = [], []
         return closed
 
+    def cut(self, now: float) -> None:
+        """Close the open windows at `now` (shorter than usual) and start the next ones there,
+        ending on the usual boundary: the caller's clock that stamps windows stepped, so the
+        windows on either side of `now` are stamped differently."""
+        self._roll(now)
+        assert self._counts_start is not None and self._heatmap_start is not None
+        if now > self._counts_start:
+            self._counts_cut = self._counts_start + self.counts_window_s
+            self._pending_counts.append(self._close_counts((self._counts_start, now)))
+            self._counts_start = now
+        if now > self._heatmap_start:
+            self._heatmap_cut = self._heatmap_start + self.heatmap_window_s
+            if self.heatmap_enabled:
+                grid = self._grid
+                self._pending_heatmaps.append(
+                    HeatmapWindow((self._heatmap_start, now), grid, encode_tiles(grid, self.tile_size))
+                )
+            self._grid = np.zeros_like(self._grid)
+            self._heatmap_start = now
+
+    def _counts_end(self) -> float:
+        assert self._counts_start is not None
+        return self._counts_cut if self._counts_cut is not None else self._counts_start + self.counts_window_s
+
+    def _heatmap_end(self) -> float:
+        assert self._heatmap_start is not None
+        return self._heatmap_cut if self._heatmap_cut is not None else self._heatmap_start + self.heatmap_window_s
+
     def _roll(self, now: float) -> None:
         if self._counts_start is None:
             self._counts_start = window_start(now, self.counts_window_s)
@@ -463,16 +499,18 @@ class CameraAnalytics:
         assert self._heatmap_start is not None
         self._forget(now)
         skipped = False
-        while now >= self._counts_start + self.counts_window_s:
-            end = self._counts_start + self.counts_window_s
+        while now >= self._counts_end():
+            end = self._counts_end()
+            self._counts_cut = None
             self._pending_counts.append(self._close_counts((self._counts_start, end)))
             self._counts_start = end
             if not skipped and now >= end + MAX_EMPTY_WINDOWS * self.counts_window_s:
                 self._counts_start = window_start(now, self.counts_window_s)
                 skipped = True
         skipped = False
-        while now >= self._heatmap_start + self.heatmap_window_s:
-            end = self._heatmap_start + self.heatmap_window_s
+        while now >= self._heatmap_end():
+            end = self._heatmap_end()
+            self._heatmap_cut = None
             if self.heatmap_enabled:
                 grid = self._grid
                 self._pending_heatmaps.append(

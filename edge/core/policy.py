@@ -26,6 +26,9 @@ Rules (the `policy` section of the config, read through the `PolicyRules` protoc
   returns to the tier it came from, and the failed tier is not tried again for a back-off that
   starts at 2 x up_after_s and doubles per failure up to `backoff_max_s`; a step up that holds
   for `up_grace_s` clears its back-off;
+- a camera whose source is down (no frames) is not overload: the caller passes the target of the
+  cameras that deliver frames (`active_target_fps`), and the step-down compares with that; with
+  every source down there is nothing to measure and no step down;
 - temperature at or over `temperature_c`, or memory use at or over `memory_percent`, steps down
   one tier (again every `down_after_s` while it lasts) and blocks step-ups until it is 5 °C / 5
   points under its threshold.
@@ -194,9 +197,11 @@ class AdaptiveController:
         temperature_c: Optional[float] = None,
         memory_percent: Optional[float] = None,
         now: Optional[float] = None,
+        active_target_fps: Optional[float] = None,
     ) -> Optional[TierChange]:
         """Feed the cumulative processed-frame count and detection seconds; returns the change
-        to apply, if any. Call about once a second."""
+        to apply, if any. Call about once a second. `active_target_fps`: the summed target of the
+        cameras whose sources deliver frames (None: all of them)."""
         now = self.clock() if now is None else now
         self._add_sample(_Sample(now, frames_done, busy_s))
         effective, capacity = self._measure()
@@ -207,9 +212,13 @@ class AdaptiveController:
         forced = self._forced_step(now, temperature_c, memory_percent)
         if forced is not None:
             return forced
+        target = self.target_fps if active_target_fps is None else min(active_target_fps, self.target_fps)
+        if target <= 0:
+            self._under_since = None  # every source is down: nothing to measure
+            return None
         if effective is None:
             return None
-        down = self._step_down_if_under(now, effective, load)
+        down = self._step_down_if_under(now, effective, load, target)
         if down is not None:
             return down
         return self._step_up_if_headroom(now, load, temperature_c, memory_percent)
@@ -259,9 +268,9 @@ class AdaptiveController:
         return self._change(now, self.level + 1, kind, reason)
 
     def _step_down_if_under(
-        self, now: float, effective: float, load: Optional[float]
+        self, now: float, effective: float, load: Optional[float], target: float
     ) -> Optional[TierChange]:
-        threshold = self.target_fps * (1 - self.config.margin)
+        threshold = target * (1 - self.config.margin)
         if effective >= threshold:
             self._under_since = None
             return None

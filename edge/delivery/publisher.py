@@ -6,8 +6,13 @@ resend), `MqttTransport` (paho, TLS, v5 fallback, will) and the telemetry/snapsh
 
 Threads: paho's network thread runs the connection; its callbacks only queue events and wake the
 sender thread, which owns the delivery: it applies the events to the outbox and publishes what the
-outbox says is due. The outbox is guarded by one lock (other threads read its counters for
-`stats()`), which is never held across a paho call (see edge.delivery.mqtt).
+outbox says is due. The sender never dies: every exception of a step (events, sending, telemetry)
+is counted by kind, logged once per kind (`edge.delivery.faults`) and the step retried with
+back-off. When the outbox reports no progress for `mqtt.stall_timeout_s` while connected, the
+retained status says `degraded` with the reason and `healthy()` turns false (the service then
+stops feeding the systemd watchdog); it says `online` again once delivery moves.
+The outbox is guarded by one lock (other threads read its counters for `stats()`), which is
+never held across a paho call (see edge.delivery.mqtt).
 """
 
 import logging
@@ -19,7 +24,8 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 
 from contract import Body, SpoolCounters, Status, Telemetry, Topics, build_data_payload, build_status, build_telemetry
 from edge import __version__
-from edge.delivery.homeassistant import discovery_messages
+from edge.delivery.faults import Backoff, FaultLog
+from edge.delivery.homeassistant import ComponentStore, device_discovery
 from edge.delivery.mqtt import (
     AckReceived,
     Connected,
@@ -32,7 +38,7 @@ from edge.delivery.mqtt import (
 )
 from edge.delivery.outbox import Outbox, publish_due
 from edge.delivery.schedules import SnapshotSchedule, TelemetrySchedule
-from edge.delivery.spool import Spool, SpoolFullError
+from edge.delivery.spool import Spool, SpoolError, SpoolFullError
 
 if TYPE_CHECKING:
     from edge.config import Config
@@ -41,6 +47,28 @@ log = logging.getLogger(__name__)
 
 SENDER_TICK_S = 0.2
 STOP_DRAIN_S = 2.0
+
+
+@dataclass(frozen=True)
+class DeliveryHealth:
+    """The sender's own health, for telemetry: failures by kind, checked acks, the degraded reason."""
+
+    errors: Dict[str, int]
+    forged_acks: int
+    undeleted: int
+    end_to_end: bool
+    degraded: Optional[str]
+    spool_quarantined: Optional[str]
+
+    def to_wire(self) -> Dict[str, Any]:
+        return {
+            "errors": dict(self.errors),
+            "forged_acks": self.forged_acks,
+            "undeleted": self.undeleted,
+            "end_to_end": self.end_to_end,
+            "degraded": self.degraded,
+            "spool_quarantined": self.spool_quarantined,
+        }
 
 
 @dataclass(frozen=True)
@@ -79,8 +107,21 @@ class Publisher:
         self.version = version
         self.topics = Topics(config.mqtt.prefix, config.device_id)
         cfg = config.mqtt
-        self._lock = threading.Lock()  # guards the outbox
-        self._outbox = Outbox(spool, monotonic, cfg.max_inflight, cfg.acks, cfg.ack_timeout_s)
+        self.monotonic = monotonic
+        self._lock = threading.Lock()  # guards the outbox, the fault log and the degraded reason
+        self._outbox = Outbox(
+            spool,
+            monotonic,
+            cfg.max_inflight,
+            cfg.acks,
+            cfg.ack_timeout_s,
+            aggregator_seen=spool.aggregator_seen,
+            on_aggregator=self._remember_aggregator,
+            stall_s=cfg.stall_timeout_s,
+        )
+        self._faults = FaultLog()
+        self._backoff = Backoff(monotonic)
+        self._degraded: Optional[str] = None
         self._telemetry = TelemetrySchedule(cfg.telemetry_interval_s, monotonic)
         self._snapshots = SnapshotSchedule(cfg.snapshot.enabled, cfg.snapshot.interval_min * 60.0, monotonic)
         self._snapshot_lock = threading.Lock()  # guards the snapshot schedule and the unsent ones
@@ -89,6 +130,10 @@ class Publisher:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._sender: Optional[threading.Thread] = None
+        self._unsent_states: Dict[str, bytes] = {}  # topic -> newest live state, kept while offline
+        self._ha_store = ComponentStore.from_config(config)
+        self._discovery = device_discovery(config, version, self._ha_store.load())
+        self._discovery_saved = False
         self._transport = MqttTransport(config, self.topics, self._status, self._event, self._retained_on_connect)
 
     # --- public API --------------------------------------------------------------------------
@@ -132,7 +177,7 @@ class Publisher:
 
     def publish_telemetry(self, values: Mapping[str, Any]) -> bool:
         """Publish one telemetry message (QoS 0, not spooled) with the publisher's own counters
-        added under `spool`; False when not connected."""
+        added under `spool` and its health under `delivery`; False when not connected."""
         if not self._transport.connected:
             return False
         stats = self.stats()
@@ -146,7 +191,9 @@ class Publisher:
             in_flight=stats.in_flight,
             resent=stats.resent,
         )
-        message = Telemetry(self.config.device_id, self.boot_id, self.clock(), counters, dict(values))
+        extra = dict(values)
+        extra["delivery"] = self.health().to_wire()
+        message = Telemetry(self.config.device_id, self.boot_id, self.clock(), counters, extra)
         return self._transport.publish_other(self.topics.telemetry, build_telemetry(message), qos=0)
 
     def snapshot_due(self, camera: str) -> bool:
@@ -166,6 +213,15 @@ class Publisher:
                 return
         self._transport.publish_other(self.topics.snapshot(camera), jpeg, qos=1, retain=True)
 
+    def publish_state(self, topic: str, payload: bytes) -> None:
+        """Publish a retained live-state message (`contract.state`) now, not spooled: only the
+        newest matters. While disconnected the newest per topic is kept for the next connect."""
+        with self._snapshot_lock:
+            if not self._transport.connected:
+                self._unsent_states[topic] = payload
+                return
+        self._transport.publish_other(topic, payload, qos=1, retain=True)
+
     def stats(self) -> PublisherStats:
         spool = self.spool.stats()
         with self._lock:
@@ -184,6 +240,20 @@ class Publisher:
             next_seq=spool.next_seq,
         )
 
+    def health(self) -> DeliveryHealth:
+        with self._lock:
+            outbox = self._outbox.stats()
+            errors, degraded = dict(self._faults.counts), self._degraded
+        quarantined = str(self.spool.quarantined) if self.spool.quarantined is not None else None
+        return DeliveryHealth(errors, outbox.forged_acks, outbox.undeleted, outbox.end_to_end, degraded, quarantined)
+
+    def healthy(self) -> bool:
+        """False while delivery is degraded or the sender thread has gone (feed no watchdog)."""
+        with self._lock:
+            degraded = self._degraded
+        sender_alive = self._sender is None or self._sender.is_alive()
+        return degraded is None and sender_alive
+
     def wait_drained(self, timeout_s: float) -> bool:
         """Block until the spool is empty (everything delivered) or `timeout_s` passes."""
         deadline = time.monotonic() + timeout_s
@@ -196,17 +266,31 @@ class Publisher:
     # --- transport callbacks (paho's thread) ---------------------------------------------------
 
     def _status(self, state: str) -> bytes:
-        return build_status(Status(state=state, boot=self.boot_id, version=self.version, ts=self.clock()))
+        reason = None
+        if state == "online":
+            with self._lock:
+                reason = self._degraded
+            state = "degraded" if reason is not None else state
+        status = Status(state=state, boot=self.boot_id, version=self.version, ts=self.clock(), reason=reason)
+        return build_status(status)
+
+    def _remember_aggregator(self) -> None:
+        try:
+            self.spool.mark_aggregator_seen()
+        except SpoolError as exc:
+            log.warning("%s; end-to-end acks for this run only", exc)
 
     def _event(self, event: TransportEvent) -> None:
         self._events.put(event)
         self._wake.set()
 
     def _retained_on_connect(self) -> List[RetainedMessage]:
-        messages = [RetainedMessage(m.topic, m.payload) for m in discovery_messages(self.config, self.version)]
+        messages = [RetainedMessage(m.topic, m.payload) for m in self._discovery.messages]
         with self._snapshot_lock:
             unsent, self._unsent_snapshots = self._unsent_snapshots, {}
-        return messages + [RetainedMessage(self.topics.snapshot(camera), jpeg) for camera, jpeg in unsent.items()]
+            states, self._unsent_states = self._unsent_states, {}
+        messages += [RetainedMessage(self.topics.snapshot(camera), jpeg) for camera, jpeg in unsent.items()]
+        return messages + [RetainedMessage(topic, payload) for topic, payload in states.items()]
 
     # --- the sender thread ---------------------------------------------------------------------
 
@@ -215,7 +299,7 @@ class Publisher:
         while True:
             self._wake.wait(SENDER_TICK_S)
             self._wake.clear()
-            self._handle_events()
+            self._step("handling broker events", self._handle_events)
             if self._stopping.is_set():
                 stop_deadline = stop_deadline or time.monotonic() + STOP_DRAIN_S
                 with self._lock:
@@ -224,9 +308,41 @@ class Publisher:
                     return
                 continue
             if self._transport.connected:
-                publish_due(self._outbox, self._transport, self._lock)
+                if self._backoff.ready():
+                    self._step("sending spooled messages", self._send_due)
+                self._step("checking delivery progress", self._check_progress)
                 if self._telemetry.take():
-                    self._publish_telemetry_values()
+                    self._step("publishing telemetry", self._publish_telemetry_values)
+
+    def _step(self, kind: str, action: Callable[[], None]) -> None:
+        """Run one step of the sender; any exception is counted, logged once per kind, and the
+        sending backs off (the thread itself never dies)."""
+        try:
+            action()
+        except Exception as exc:  # noqa: BLE001 - the sender must outlive every failure
+            with self._lock:
+                self._faults.failed(kind, exc)
+            self._backoff.failed()
+            return
+        with self._lock:
+            self._faults.worked(kind)
+
+    def _send_due(self) -> None:
+        publish_due(self._outbox, self._transport, self._lock)
+        self._backoff.reset()
+
+    def _check_progress(self) -> None:
+        with self._lock:
+            reason = self._outbox.stalled()
+            changed = reason != self._degraded
+            self._degraded = reason
+        if not changed:
+            return
+        if reason is not None:
+            log.error("delivery degraded: %s", reason)
+        else:
+            log.info("delivery makes progress again")
+        self._transport.publish_other(self.topics.status, self._status("online"), qos=1, retain=True)
 
     def _handle_events(self) -> None:
         while True:
@@ -240,6 +356,7 @@ class Publisher:
             if isinstance(event, Connected):
                 cfg = self.config.mqtt
                 log.info("connected to %s:%d (%s)", cfg.host, cfg.port, event.reason)
+                self._save_discovery()
             elif isinstance(event, Disconnected):
                 log.warning("disconnected from the broker (%s); spooling", event.reason)
             with self._lock:
@@ -249,6 +366,17 @@ class Publisher:
                     self._outbox.ack(event.ack.boot, event.ack.seq)
                 else:
                     self._outbox.restart()
+
+    def _save_discovery(self) -> None:
+        """After the first connect published the discovery: remember its components, so the next
+        start clears those that are gone (removed lines, zones, cameras)."""
+        if self._discovery_saved:
+            return
+        self._discovery_saved = True
+        try:
+            self._ha_store.save(self._discovery.components)
+        except OSError as exc:
+            log.warning("cannot save the Home Assistant component list (%s)", exc)
 
     def _publish_telemetry_values(self) -> None:
         values: Mapping[str, Any] = {}

@@ -7,8 +7,16 @@ transaction as the record, so seq keeps increasing across restarts and crashes.
 The spool is bounded by the summed size of its records (payload + topic + a fixed per-row
 overhead), kept as a running total so appending stays O(1). When full, `drop_oldest` deletes the
 oldest records (counted) and `reject_new` refuses the new one (counted, `SpoolFullError`).
-A full disk becomes `SpoolError` with one line naming the file; SQLite rolls the transaction
-back, so records already accepted stay intact.
+A full disk becomes `SpoolError` with one line naming the file and what failed (storing a new
+message, deleting delivered ones, reading); SQLite rolls the transaction back, so records already
+accepted stay intact.
+
+A spool file that is not a readable SQLite database (torn by a power cut, overwritten) is moved
+aside as `<name>.corrupt-<unix time>` (kept for inspection, with its -wal/-shm files) and a new
+spool is started; `quarantined` names the moved file so the daemon can report it.
+
+The `aggregator` counter remembers that an aggregator has acknowledged this device once (the
+`auto` ack mode's switch), across restarts.
 
 One connection guarded by a lock: the pipeline thread appends, the MQTT thread reads and removes.
 """
@@ -16,6 +24,7 @@ One connection guarded by a lock: the pipeline thread appends, the MQTT thread r
 import logging
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple, Union
@@ -42,7 +51,7 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_boot_seq ON outbox (boot, seq);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO counters (name, value) VALUES ('next_seq', 1), ('dropped', 0);
+INSERT OR IGNORE INTO counters (name, value) VALUES ('next_seq', 1), ('dropped', 0), ('aggregator', 0);
 """
 
 
@@ -77,24 +86,62 @@ PayloadSource = Union[bytes, Callable[[int], bytes]]
 
 
 class Spool:
-    def __init__(self, path: Path, max_bytes: int, full_policy: str = "drop_oldest") -> None:
+    def __init__(
+        self, path: Path, max_bytes: int, full_policy: str = "drop_oldest", clock: Callable[[], float] = time.time
+    ) -> None:
         if full_policy not in FULL_POLICIES:
             raise ValueError(f"full_policy must be one of {FULL_POLICIES}, got {full_policy!r}")
         self.path = Path(path)
         self.max_bytes = int(max_bytes)
         self.full_policy = full_policy
+        self.quarantined: Optional[Path] = None
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-            self._bytes, self._depth = self._db.execute(
-                "SELECT COALESCE(SUM(size), 0), COUNT(*) FROM outbox"
-            ).fetchone()
-        except (sqlite3.Error, OSError) as exc:
+        except OSError as exc:
+            raise SpoolError(f"{self.path}: cannot create the spool directory ({exc})") from None
+        try:
+            self._db = self._open()
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and "not a database" not in str(exc):
+                raise SpoolError(f"{self.path}: cannot open spool ({exc})") from None
+            self.quarantined = self._quarantine(exc, clock())
+            try:
+                self._db = self._open()
+            except sqlite3.Error as again:
+                raise SpoolError(f"{self.path}: cannot start a new spool ({again})") from None
+        except OSError as exc:
             raise SpoolError(f"{self.path}: cannot open spool ({exc})") from None
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            check = db.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError(f"integrity check: {check}")
+            db.executescript(_SCHEMA)
+            self._bytes, self._depth = db.execute("SELECT COALESCE(SUM(size), 0), COUNT(*) FROM outbox").fetchone()
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _quarantine(self, exc: sqlite3.Error, now: float) -> Path:
+        """Move a corrupt spool (and its WAL/shared-memory files) aside, kept for inspection."""
+        moved = self.path.with_name(f"{self.path.name}.corrupt-{int(now)}")
+        try:
+            for suffix in ("", "-wal", "-shm"):
+                source = self.path.with_name(self.path.name + suffix)
+                if source.exists():
+                    source.rename(moved.with_name(moved.name + suffix))
+        except OSError as move_error:
+            raise SpoolError(
+                f"{self.path}: spool is corrupt ({exc}) and cannot be moved aside ({move_error})"
+            ) from None
+        log.error("%s: spool is corrupt (%s); moved aside to %s and started a new one", self.path, exc, moved)
+        return moved
 
     @classmethod
     def from_config(cls, config: "Config") -> "Spool":
@@ -108,12 +155,11 @@ class Spool:
     def _counter(self, name: str) -> int:
         return int(self._db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()[0])
 
-    def _disk_error(self, exc: sqlite3.Error) -> SpoolError:
+    def _disk_error(self, exc: sqlite3.Error, what: str) -> SpoolError:
+        """`what` failed: "message not spooled", "delivered messages not deleted", ..."""
         if "full" in str(exc):
-            return SpoolError(
-                f"{self.path}: disk full, message not spooled (records already spooled are intact)"
-            )
-        return SpoolError(f"{self.path}: spool write failed ({exc})")
+            return SpoolError(f"{self.path}: disk full, {what} (records already spooled are intact)")
+        return SpoolError(f"{self.path}: spool error, {what} ({exc})")
 
     def append(self, kind: str, topic: str, boot: str, payload: PayloadSource) -> int:
         """Commit a record and return its seq. `payload` may be a function of the seq, for
@@ -146,7 +192,7 @@ class Spool:
                         self._db.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
-                raise self._disk_error(exc) from None
+                raise self._disk_error(exc, "message not spooled") from None
             self._bytes += size - freed
             self._depth += 1 - removed
             if removed:
@@ -176,10 +222,13 @@ class Spool:
     def pending(self, after_seq: int = 0, limit: int = 100) -> List[SpoolRecord]:
         """The oldest `limit` records with seq > after_seq (never the whole spool at once)."""
         with self._lock:
-            rows = self._db.execute(
-                "SELECT seq, boot, kind, topic, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
-                (after_seq, limit),
-            ).fetchall()
+            try:
+                rows = self._db.execute(
+                    "SELECT seq, boot, kind, topic, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+                    (after_seq, limit),
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise self._disk_error(exc, "spooled messages not read") from None
         return [
             SpoolRecord(seq, boot, kind, topic, bytes(payload)) for seq, boot, kind, topic, payload in rows
         ]
@@ -188,10 +237,13 @@ class Spool:
         """Per boot, the oldest seq still spooled (what the publisher sends as `floor`)."""
         with self._lock:
             result = {}
-            for boot in set(boots):
-                row = self._db.execute("SELECT MIN(seq) FROM outbox WHERE boot = ?", (boot,)).fetchone()
-                if row[0] is not None:
-                    result[boot] = int(row[0])
+            try:
+                for boot in set(boots):
+                    row = self._db.execute("SELECT MIN(seq) FROM outbox WHERE boot = ?", (boot,)).fetchone()
+                    if row[0] is not None:
+                        result[boot] = int(row[0])
+            except sqlite3.Error as exc:
+                raise self._disk_error(exc, "spooled messages not read") from None
             return result
 
     def _delete(self, where: str, args: Tuple[object, ...]) -> int:
@@ -206,7 +258,7 @@ class Spool:
             except sqlite3.Error as exc:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
-                raise self._disk_error(exc) from None
+                raise self._disk_error(exc, "delivered messages not deleted (they will be sent again)") from None
             self._bytes -= freed
             self._depth -= removed
             return int(removed)
@@ -219,14 +271,31 @@ class Spool:
         """Remove one record (PUBACK mode); returns 1 if it was there."""
         return self._delete("seq = ?", (seq,))
 
+    @property
+    def aggregator_seen(self) -> bool:
+        """Whether an aggregator has acknowledged this device (ever, across restarts)."""
+        with self._lock:
+            return self._counter("aggregator") > 0
+
+    def mark_aggregator_seen(self) -> None:
+        """Remember that an aggregator acknowledges this device. Raises SpoolError (disk full)."""
+        with self._lock:
+            try:
+                self._db.execute("UPDATE counters SET value = 1 WHERE name = 'aggregator'")
+            except sqlite3.Error as exc:
+                raise self._disk_error(exc, "the aggregator's first ack not remembered") from None
+
     def stats(self) -> SpoolStats:
         with self._lock:
-            oldest = self._db.execute("SELECT MIN(seq) FROM outbox").fetchone()[0]
-            return SpoolStats(
-                depth=self._depth,
-                bytes=self._bytes,
-                max_bytes=self.max_bytes,
-                dropped=self._counter("dropped"),
-                oldest_seq=oldest,
-                next_seq=self._counter("next_seq"),
-            )
+            try:
+                oldest = self._db.execute("SELECT MIN(seq) FROM outbox").fetchone()[0]
+                return SpoolStats(
+                    depth=self._depth,
+                    bytes=self._bytes,
+                    max_bytes=self.max_bytes,
+                    dropped=self._counter("dropped"),
+                    oldest_seq=oldest,
+                    next_seq=self._counter("next_seq"),
+                )
+            except sqlite3.Error as exc:
+                raise self._disk_error(exc, "spool counters not read") from None

@@ -26,6 +26,7 @@ from edge.device.tiers import (
     select_tiers,
 )
 from edge.runtime.analysis import CameraAnalysis, WindowSink
+from edge.runtime.clock import StampClock
 from edge.runtime.lifecycle import Appliance, ApplianceParts, PublishingSink
 from edge.runtime.pipeline import FrameAnalyser, Pipeline
 from edge.runtime.sources import FrameSource, SourceReader
@@ -85,8 +86,11 @@ def build_appliance(
     if not config.cameras:
         raise ConfigError("config: cameras: at least one camera is needed to run")
     profile = profile or probe()
+    # `clock` stamps windows; waiting, pacing and the policy run on the steady pipeline time.
+    stamps = StampClock(wall=clock)
+    steady = stamps.pipeline_time
     selection = _select(config, profile)
-    controller = _controller(config, profile, selection, clock)
+    controller = _controller(config, profile, selection, steady)
     log.info("%s", controller.start_change)
     if on_tier_change is not None:
         on_tier_change(controller.start_change)
@@ -103,15 +107,15 @@ def build_appliance(
     analyses: Dict[str, CameraAnalysis] = {}
     wiring: List[Tuple[CameraConfig, FrameSource, FrameAnalyser]] = []
     for camera in config.cameras:
-        analyses[camera.id] = CameraAnalysis(config, camera, window_sinks)
+        analyses[camera.id] = CameraAnalysis(config, camera, window_sinks, stamps=stamps)
         source = SourceReader(
-            camera.id, camera.source_url(), realtime=camera.realtime, loop=camera.loop, clock=clock
+            camera.id, camera.source_url(), realtime=camera.realtime, loop=camera.loop, clock=steady
         )
         wiring.append((camera, source, analyses[camera.id]))
     max_batch = min(config.detector.max_batch, len(config.cameras))
     tier = controller.tier
     detector, precision = load_guarded_tier_detector(config, tier, max_batch, progress)
-    pipeline = Pipeline(wiring, detector, tier.frame_skip, clock, config.policy.window_s, tier.name)
+    pipeline = Pipeline(wiring, detector, tier.frame_skip, steady, config.policy.window_s, tier.name)
     parts = ApplianceParts(
         config=config,
         profile=profile,
@@ -123,6 +127,8 @@ def build_appliance(
         spool=spool,
         publisher=publisher,
         delivery=delivery,
+        clock=clock,
+        stamps=stamps,
     )
     appliance = Appliance(parts, precision, on_tier_change)
     relay.source = appliance.telemetry

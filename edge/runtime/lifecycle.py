@@ -1,5 +1,5 @@
-"""The running appliance: start, the once-a-second tick (tier adaptation, snapshots), loading a
-new tier's detector in the background, telemetry, stop. It is given its parts already built
+"""The running appliance: start, the once-a-second tick (tier adaptation, source health, snapshots,
+live state), loading a new tier's detector in the background, telemetry, stop. It is given its parts already built
 (`edge.runtime.appliance.build_appliance` is the composition root) and builds nothing itself.
 
 Threads: the main loop calls `start`, `tick` and `stop`; a `tier-load` thread loads a new
@@ -10,11 +10,11 @@ main loop appends to are guarded by one lock.
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
-import cv2
-
+from contract.state import DeviceState, StateTopics, build_camera_state, build_device_state
 from edge import __version__
 from edge.config import Config
 from edge.core.accuracy import PrecisionDecision
@@ -27,7 +27,10 @@ from edge.detection.engines import Detector
 from edge.device.hardware import HardwareProfile, read_memory_percent, read_temperature_c
 from edge.device.tiers import TierSelection
 from edge.runtime.analysis import CameraAnalysis, ClosedWindow
-from edge.runtime.pipeline import Pipeline
+from edge.runtime.clock import StampClock
+from edge.runtime.pipeline import CameraStats, Pipeline
+from edge.runtime.privacy import PrivacySpec, snapshot_jpeg
+from edge.runtime.source_health import SourceWatch
 from edge.runtime.telemetry import DeviceLoad, Telemetry
 
 log = logging.getLogger(__name__)
@@ -66,6 +69,9 @@ class ApplianceParts:
     spool: Optional[Spool] = None
     publisher: Optional[Publisher] = None
     delivery: Optional[PublishingSink] = None
+    clock: Callable[[], float] = time.time  # wall clock: stamps live state
+    stamps: Optional[StampClock] = None  # wall-clock step detection (windows' stamps)
+    monotonic: Callable[[], float] = time.monotonic  # schedules
 
 
 class Appliance:
@@ -85,6 +91,18 @@ class Appliance:
         self._loading_error: Optional[VideoAnalysisError] = None
         self._loading: Optional[threading.Thread] = None
         self._pipeline_stopped = False
+        config = parts.config
+        self._state_topics = StateTopics(config.mqtt.prefix, config.device_id)
+        self._device_state_at: Optional[float] = None
+        self._source_watch = SourceWatch(parts.monotonic)
+        self._sources_down: List[str] = []  # guarded by _lock: telemetry reads it
+        self._privacy = {
+            camera.id: PrivacySpec(
+                masks=tuple(tuple(polygon) for polygon in camera.privacy_masks),
+                blur_people=config.mqtt.snapshot.blur_people,
+            )
+            for camera in config.cameras
+        }
 
     @property
     def pipeline(self) -> Pipeline:
@@ -109,10 +127,17 @@ class Appliance:
             tier_changes=history,
             precision=self.precision,
             spool_write_errors=delivery.errors if delivery is not None else 0,
+            sources_down=self.sources_down,
             cameras=self.pipeline.stats(),
             latency_ms=self.pipeline.timer.percentiles_ms(),
             load=DeviceLoad(read_temperature_c(), read_memory_percent(), _cpu_percent()),
         )
+
+    def healthy(self) -> bool:
+        """Whether the service may feed the systemd watchdog: false while delivery is degraded
+        (no progress while connected) or the sender has gone, so systemd restarts the daemon."""
+        publisher = self.parts.publisher
+        return publisher is None or publisher.healthy()
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -123,28 +148,50 @@ class Appliance:
     def tick(self) -> Optional[TierChange]:
         """Once a second: adapt the tier, publish snapshots. Returns the tier change, if any.
         While a new tier's detector loads (INT8 calibration can take seconds), the old tier
-        keeps running and the controller waits, so its measurements stay those of one tier."""
+        keeps running and the controller waits, so its measurements stay those of one tier.
+        A wall-clock step is noticed here; each camera's analysis closes its open windows at
+        its next poll and stamps the next ones with the new time."""
+        if self.parts.stamps is not None:
+            self.parts.stamps.check()
         if self._loading is not None:
             if self._loading.is_alive():
+                self._watch_sources(self.pipeline.stats())
                 self._snapshots()
+                self._live_states()
                 return None
             self._loading = None
             with self._lock:
                 error, self._loading_error = self._loading_error, None
             if error is not None:
                 raise error
-        processed = sum(stats.processed for stats in self.pipeline.stats())
+        cameras = self.pipeline.stats()
+        down = self._watch_sources(cameras)
+        processed = sum(stats.processed for stats in cameras)
         busy = sum(self.pipeline.timer.total_s(stage) for stage in ("preprocess", "inference", "postprocess"))
+        active_target = sum(camera.target_fps for camera in self.parts.config.cameras if camera.id not in down)
         change = self.parts.controller.update(
             processed,
             busy_s=busy,
             temperature_c=read_temperature_c(),
             memory_percent=read_memory_percent(),
+            active_target_fps=active_target,
         )
         if change is not None:
             self.switch_tier(change)
         self._snapshots()
+        self._live_states()
         return change
+
+    def _watch_sources(self, cameras: List[CameraStats]) -> List[str]:
+        down = self._source_watch.update(cameras)
+        with self._lock:
+            self._sources_down = down
+        return down
+
+    @property
+    def sources_down(self) -> List[str]:
+        with self._lock:
+            return list(self._sources_down)
 
     def switch_tier(self, change: TierChange) -> None:
         """Record a tier change and load its detector in the background; the pipeline swaps
@@ -175,9 +222,39 @@ class Appliance:
         for camera_id, analysis in self.parts.analyses.items():
             frame = analysis.last_frame
             if frame is not None and publisher.snapshot_due(camera_id):
-                ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 80])
-                if ok:
-                    publisher.publish_snapshot(camera_id, jpeg.tobytes())
+                jpeg = snapshot_jpeg(frame, self._privacy[camera_id], analysis.last_people)
+                if jpeg is not None:
+                    publisher.publish_snapshot(camera_id, jpeg)
+
+    def _live_states(self) -> None:
+        """Retained live state: each camera's when it changed or its heartbeat is due, the
+        device's diagnostics every telemetry interval (on the monotonic clock, so a wall-clock
+        step neither stalls nor floods it)."""
+        publisher = self.parts.publisher
+        if publisher is None:
+            return
+        now = self.parts.clock()
+        down = self.sources_down
+        for camera_id, analysis in self.parts.analyses.items():
+            if camera_id in down:
+                continue  # not refreshed: subscribers' expire_after marks it unavailable
+            state = analysis.live_state_due(now)
+            if state is not None:
+                publisher.publish_state(self._state_topics.camera_state(camera_id), build_camera_state(state))
+        tick = self.parts.monotonic()
+        interval = self.parts.config.mqtt.telemetry_interval_s
+        if self._device_state_at is not None and tick - self._device_state_at < interval:
+            return
+        self._device_state_at = tick
+        device = DeviceState(
+            device=self.parts.config.device_id,
+            ts=now,
+            spool_depth=publisher.stats().spool_depth,
+            temperature_c=read_temperature_c(),
+            cameras=list(self.parts.analyses),
+            sources_down=down,
+        )
+        publisher.publish_state(self._state_topics.device_state, build_device_state(device))
 
     def stop_pipeline(self) -> None:
         """Stop the sources and the worker, and close the open windows (spooled as partial

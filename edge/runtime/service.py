@@ -97,7 +97,8 @@ def run_daemon(config: Config, config_path: Optional[Path] = None) -> int:
                     signals.stop.set()
                     break
                 appliance.tick()
-                if ping_every and time.monotonic() - last_ping >= ping_every and appliance.pipeline.running:
+                due = ping_every and time.monotonic() - last_ping >= ping_every
+                if due and appliance.pipeline.running and appliance.healthy():
                     sd_notify("WATCHDOG=1")
                     last_ping = time.monotonic()
         finally:

@@ -37,6 +37,7 @@ class Telemetry:
     cameras: Sequence[CameraStats]
     latency_ms: Dict[str, Dict[str, float]]  # stage → {p50, p90, p99}
     load: DeviceLoad
+    sources_down: Sequence[str] = ()  # cameras without frames (edge.runtime.source_health)
 
     def to_wire(self) -> Dict[str, Any]:
         changes: List[Dict[str, object]] = [change.to_dict() for change in self.tier_changes[-RECENT_TIER_CHANGES:]]
@@ -49,6 +50,7 @@ class Telemetry:
             "tier_changes": changes,
             "precision": self.precision.to_dict(),
             "spool_write_errors": self.spool_write_errors,
+            "sources_down": list(self.sources_down),
             "cameras": {stats.camera_id: asdict(stats) for stats in self.cameras},
             "latency_ms": self.latency_ms,
             "temperature_c": self.load.temperature_c,
