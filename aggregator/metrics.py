@@ -35,9 +35,10 @@ class IngestMetrics:
 
 
 def is_online(device: DeviceRow, now: float) -> bool:
-    """Online: its last status said so and it was heard from recently."""
+    """Online: connected by its last status (`degraded` is connected, delivery stalled) and heard
+    from recently."""
     recent = device.last_seen is not None and now - device.last_seen < OFFLINE_AFTER_S
-    return recent and device.state in (None, "online")
+    return recent and device.state in (None, "online", "degraded")
 
 
 class FleetCollector(Collector):

@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from typing import Callable, ContextManager, Dict, List, Optional, Protocol, Sequence, Set, Union
 
 from contract import with_floor
+from edge.delivery.errors import SpoolError
 from edge.delivery.faults import Backoff
-from edge.delivery.spool import SpoolError
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple, Union
 
-from edge.core.errors import VideoAnalysisError
+from edge.delivery.errors import SpoolError, SpoolFullError
 
 if TYPE_CHECKING:
     from edge.config import Config
@@ -53,14 +53,6 @@ CREATE INDEX IF NOT EXISTS outbox_boot_seq ON outbox (boot, seq);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO counters (name, value) VALUES ('next_seq', 1), ('dropped', 0), ('aggregator', 0);
 """
-
-
-class SpoolError(VideoAnalysisError):
-    """The spool cannot accept or keep a record (disk full, unreadable database)."""
-
-
-class SpoolFullError(SpoolError):
-    """The spool is at its size cap and its policy is reject_new."""
 
 
 @dataclass(frozen=True)
