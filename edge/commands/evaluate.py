@@ -25,7 +25,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 import cv2
 import numpy as np
@@ -216,6 +216,7 @@ def load_tier_detector(config: Config, tier: TierConfig) -> Detector:
         precision=tier.precision,
         input_size=(tier.input, tier.input),
         max_batch=1,
+        keep_aspect=config.detector.keep_aspect,
         score_threshold=config.detector.score_threshold,
         nms_iou=config.detector.nms_iou,
     )
@@ -233,7 +234,7 @@ def _tracking_score(
     except ImportError:
         return None, ["tracking metrics skipped: install motmetrics (the dev extra) for MOTA/IDF1"]
     accumulator = motmetrics.MOTAccumulator(auto_id=False)
-    track_ids = set()
+    track_ids: Set[int] = set()
     for index in analysed:
         frame = truth.at(index)
         boxes = np.array([t.box for t in tracks[index]], np.float64).reshape(-1, 4)

@@ -145,6 +145,7 @@ def postprocess_ssd(
     settings: PostprocessSettings = PostprocessSettings(),
     box_coder_scales: Sequence[float] = SSD_BOX_CODER_SCALES,
     logit_scale: float = 1.0,
+    usable: Optional[np.ndarray] = None,
 ) -> List[Detections]:
     """SSD outputs of a batch -> one `Detections` per frame, in that frame's pixels.
 
@@ -152,7 +153,8 @@ def postprocess_ssd(
     by sigmoid (the TF post-processor's converter); `anchors` (N, 4) for the input size used.
     The frame was plainly resized to the input, so normalised boxes scale by the frame size.
     Like TF's post-processor, a box may be kept for several classes and boxes are clipped to
-    the image before NMS."""
+    the image before NMS. `usable` (N,) bool, when given, drops the anchors of degenerate layers
+    (`edge.detection.anchors.usable_anchors`: the phantom near-full-frame box at small inputs)."""
     if box_encodings.ndim == 4:  # (B, N, 1, 4), the uncut TF layout
         box_encodings = box_encodings[:, :, 0, :]
     if box_encodings.shape[1] != len(anchors):
@@ -162,6 +164,8 @@ def postprocess_ssd(
     results = []
     for index, frame_size in enumerate(frame_sizes):
         scores = sigmoid(class_logits[index, :, 1:] / np.float32(logit_scale))
+        if usable is not None:
+            scores = scores * usable[:, None]
         anchor_idx, class_idx = np.nonzero(scores > settings.score_threshold)
         if anchor_idx.size == 0:
             results.append(Detections.empty())

@@ -31,6 +31,9 @@ class EngineOptions:
 
     precision: str = "int8"  # fp32 | fp16 | int8
     input_size: Tuple[int, int] = (300, 300)  # (width, height)
+    # SSD: the input's shorter side is input_size[1], its longer side follows the frame's aspect
+    # ratio (a 4:3 frame at 300 runs at 400x300) instead of squashing the frame into a square.
+    keep_aspect: bool = False
     max_batch: int = 1
     score_threshold: float = 0.4
     nms_iou: float = 0.45

@@ -15,7 +15,7 @@ import numpy as np
 import onnxruntime as ort
 
 from edge.core.errors import ModelError
-from edge.detection.anchors import ssd_anchors
+from edge.detection.anchors import ssd_anchors, usable_anchors
 from edge.detection.engines import EngineOptions, register_engine
 from edge.detection.engines.base import Detections, PreparedBatch
 from edge.detection.manifest import ModelSpec
@@ -78,6 +78,15 @@ def resolve_model_file(model: ModelSpec, precision: str, providers: Sequence[str
     return precision, ""
 
 
+def aspect_input(frame_size: Tuple[int, int], shorter: int) -> Tuple[int, int]:
+    """(width, height) of an input whose shorter side is `shorter` and whose aspect ratio is the
+    frame's (rounded to whole pixels), for SSD inputs that keep the aspect."""
+    width, height = frame_size
+    if width >= height:
+        return int(round(shorter * width / height)), shorter
+    return shorter, int(round(shorter * height / width))
+
+
 def preprocess_ssd(frames: Sequence[np.ndarray], size: Tuple[int, int]) -> np.ndarray:
     """BGR frames -> one contiguous uint8 NHWC RGB batch, each frame plainly resized to `size`
     (width, height) as the SSD model was trained."""
@@ -122,6 +131,7 @@ class OnnxRuntimeDetector:
         self.family = model.family
         self.classes: Sequence[str] = model.classes
         self.input_size: Tuple[int, int] = (int(options.input_size[0]), int(options.input_size[1]))
+        self.keep_aspect = options.keep_aspect and model.family == "ssd"
         self.settings = PostprocessSettings(options.score_threshold, options.nms_iou)
         self.providers = choose_providers(ort.get_available_providers())
         role, reason = resolve_model_file(model, options.precision, self.providers)
@@ -137,6 +147,7 @@ class OnnxRuntimeDetector:
             min(options.max_batch, declared_batch) if isinstance(declared_batch, int) else options.max_batch
         )
         self._anchors = self._anchors_for(model) if self.family == "ssd" else None
+        self._usable = usable_anchors(self.input_size) if self.family == "ssd" else None
         scales = cast(Sequence[float], model.extras.get("box_coder_scales", SSD_BOX_CODER_SCALES))
         self._box_coder_scales: Tuple[float, ...] = tuple(float(value) for value in scales)
         self._logit_scale = float(cast(float, model.extras.get("logit_scale", 1.0)))
@@ -181,7 +192,7 @@ class OnnxRuntimeDetector:
 
     def _anchors_for(self, model: ModelSpec) -> np.ndarray:
         width, height = self.input_size
-        if width != height:
+        if width != height and not self.keep_aspect:
             raise ModelError(f"model {model.name}: SSD input must be square, got {width}x{height}")
         if model.supported_inputs and width not in model.supported_inputs:
             supported = ", ".join(str(s) for s in model.supported_inputs)
@@ -214,7 +225,10 @@ class OnnxRuntimeDetector:
             raise ValueError(f"batch of {len(frames)} frames; this detector takes 1..{self.max_batch}")
         sizes = [(int(frame.shape[1]), int(frame.shape[0])) for frame in frames]
         if self.family == "ssd":
-            return PreparedBatch(preprocess_ssd(frames, self.input_size), sizes)
+            # With keep_aspect the first frame sets the batch's input; a frame of another aspect
+            # in the same batch is resized to it, as every frame is without keep_aspect.
+            size = aspect_input(sizes[0], self.input_size[1]) if self.keep_aspect else self.input_size
+            return PreparedBatch(preprocess_ssd(frames, size), sizes, {"input_size": size})
         dtype = np.float16 if self._input.type == "tensor(float16)" else np.float32
         tensor, letterboxes = preprocess_yolo(frames, self.input_size, dtype)
         return PreparedBatch(tensor, sizes, {"letterboxes": letterboxes})
@@ -224,15 +238,20 @@ class OnnxRuntimeDetector:
 
     def postprocess(self, outputs: List[np.ndarray], batch: PreparedBatch) -> List[Detections]:
         if self.family == "ssd":
-            assert self._anchors is not None
+            assert self._anchors is not None and self._usable is not None
+            size = cast(Tuple[int, int], batch.extras.get("input_size", self.input_size))
+            anchors, usable = self._anchors, self._usable
+            if size != self.input_size:
+                anchors, usable = ssd_anchors(size), usable_anchors(size)
             return postprocess_ssd(
                 outputs[0],
                 outputs[1],
-                self._anchors,
+                anchors,
                 batch.frame_sizes,
                 self.settings,
                 self._box_coder_scales,
                 self._logit_scale,
+                usable,
             )
         letterboxes = cast(List[Letterbox], batch.extras["letterboxes"])
         return postprocess_yolo(outputs[0].astype(np.float32), letterboxes, batch.frame_sizes, self.settings)
