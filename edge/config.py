@@ -81,7 +81,7 @@ class DetectorConfig(Section):
     nms_iou: float = Field(0.45, gt=0, le=1, description="IoU above which NMS suppresses the weaker box.")
     max_batch: int = Field(4, ge=1, le=32, description="Most frames (across cameras) per inference call.")
     keep_aspect: bool = Field(
-        False,
+        True,
         description="SSD models: keep the frame's aspect ratio (the tier's input is the shorter side, a 4:3 frame at "
         "300 runs at 400x300) instead of squashing the frame into a square.",
     )

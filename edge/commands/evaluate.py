@@ -35,9 +35,11 @@ from edge.core.analytics import CameraAnalytics, CountsWindow, LineSpec
 from edge.core.detections import Detections
 from edge.core.errors import ConfigError, SourceError
 from edge.core.tracking import ByteTracker, Track, TrackerParams
-from edge.detection.engines import Detector, EngineOptions, create_detector, detect
+from edge.detection.engines import Detector, create_detector, detect
 from edge.detection.manifest import DEFAULT_MODELS_DIR, get_model
+from edge.device.tiers import tier_from_config
 from edge.devkit.mot import GroundTruth, match_frame, read_mot, true_crossings
+from edge.runtime.appliance import tier_options
 
 log = logging.getLogger(__name__)
 
@@ -210,17 +212,9 @@ def _frames(capture: cv2.VideoCapture, limit: Optional[int]) -> Iterator[np.ndar
 
 
 def load_tier_detector(config: Config, tier: TierConfig) -> Detector:
-    """The tier's detector as the daemon loads it (one frame per call)."""
+    """The tier's detector with the engine options the daemon gives it (one frame per call)."""
     model = get_model(tier.model, config.models_dir or DEFAULT_MODELS_DIR)
-    options = EngineOptions(
-        precision=tier.precision,
-        input_size=(tier.input, tier.input),
-        max_batch=1,
-        keep_aspect=config.detector.keep_aspect,
-        score_threshold=config.detector.score_threshold,
-        nms_iou=config.detector.nms_iou,
-    )
-    return create_detector(tier.engine, model, options)
+    return create_detector(tier.engine, model, tier_options(config, tier_from_config(0, tier), max_batch=1))
 
 
 def _tracking_score(
@@ -338,7 +332,11 @@ def evaluate(
         busy_s += time.perf_counter() - t0
         detector_s += t1 - t0
         analysed.append(index)
-        people = detections.select(np.isin(detections.class_ids, counted))
+        # The tracker gets every detection down to its low threshold, as in `run`; the detector's
+        # own output (what detection is scored on) is those at the detector's threshold.
+        people = detections.select(
+            np.isin(detections.class_ids, counted) & (detections.scores >= config.detector.score_threshold)
+        )
         confirmed = [t for t in reported if t.confirmed and t.class_id in counted]
         tracks[index] = confirmed
         frame_truth = truth.at(index)

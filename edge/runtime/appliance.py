@@ -37,6 +37,7 @@ def tier_options(config: Config, tier: Tier, max_batch: int) -> EngineOptions:
     return EngineOptions(
         precision=tier.precision,
         input_size=(tier.input, tier.input),
+        keep_aspect=config.detector.keep_aspect,
         max_batch=max_batch,
         score_threshold=min(config.detector.score_threshold, config.tracker.low_threshold),
         nms_iou=config.detector.nms_iou,
