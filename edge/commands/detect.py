@@ -118,6 +118,8 @@ def run_detect(args: argparse.Namespace) -> int:
     options = EngineOptions(
         precision=tier.precision,
         input_size=(tier.input, tier.input),
+        keep_aspect=config.detector.keep_aspect,
+        coarse_input=config.detector.coarse_input,
         max_batch=config.detector.max_batch,
         score_threshold=config.detector.score_threshold,
         nms_iou=config.detector.nms_iou,

@@ -38,6 +38,7 @@ def tier_options(config: Config, tier: Tier, max_batch: int) -> EngineOptions:
         precision=tier.precision,
         input_size=(tier.input, tier.input),
         keep_aspect=config.detector.keep_aspect,
+        coarse_input=config.detector.coarse_input,
         max_batch=max_batch,
         score_threshold=min(config.detector.score_threshold, config.tracker.low_threshold),
         nms_iou=config.detector.nms_iou,

@@ -34,6 +34,9 @@ class EngineOptions:
     # SSD: the input's shorter side is input_size[1], its longer side follows the frame's aspect
     # ratio (a 4:3 frame at 300 runs at 400x300) instead of squashing the frame into a square.
     keep_aspect: bool = False
+    # SSD: a second pass with this shorter side (0 = none) for people too large for the main
+    # input; each pass keeps the sizes it sees well (engines/onnxruntime.py, COARSE_FROM_PX).
+    coarse_input: int = 0
     max_batch: int = 1
     score_threshold: float = 0.4
     nms_iou: float = 0.45

@@ -23,7 +23,9 @@ from edge.detection.postprocess import (
     SSD_BOX_CODER_SCALES,
     Letterbox,
     PostprocessSettings,
+    Size,
     letterbox_geometry,
+    nms,
     postprocess_ssd,
     postprocess_yolo,
 )
@@ -32,6 +34,10 @@ log = logging.getLogger(__name__)
 
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 YOLO_PAD_VALUE = 114  # Ultralytics' letterbox grey
+# The SSD finds objects of roughly 30 to 300 input pixels (what it saw at its trained 300x300).
+# With a coarse pass, the fine pass keeps the boxes below this height in its own input pixels
+# and the coarse pass the boxes above it, so each scale reports the objects it sees well.
+COARSE_FROM_PX = 150.0
 
 
 def choose_providers(available: Sequence[str]) -> List[str]:
@@ -132,6 +138,8 @@ class OnnxRuntimeDetector:
         self.classes: Sequence[str] = model.classes
         self.input_size: Tuple[int, int] = (int(options.input_size[0]), int(options.input_size[1]))
         self.keep_aspect = options.keep_aspect and model.family == "ssd"
+        coarse = int(options.coarse_input)
+        self.coarse_input = coarse if model.family == "ssd" and 0 < coarse < self.input_size[1] else 0
         self.settings = PostprocessSettings(options.score_threshold, options.nms_iou)
         self.providers = choose_providers(ort.get_available_providers())
         role, reason = resolve_model_file(model, options.precision, self.providers)
@@ -228,31 +236,68 @@ class OnnxRuntimeDetector:
             # With keep_aspect the first frame sets the batch's input; a frame of another aspect
             # in the same batch is resized to it, as every frame is without keep_aspect.
             size = aspect_input(sizes[0], self.input_size[1]) if self.keep_aspect else self.input_size
-            return PreparedBatch(preprocess_ssd(frames, size), sizes, {"input_size": size})
+            extras: Dict[str, object] = {"input_size": size}
+            if self.coarse_input:
+                coarse = self.coarse_input
+                coarse_size = aspect_input(sizes[0], coarse) if self.keep_aspect else (coarse, coarse)
+                extras.update(coarse_size=coarse_size, coarse=preprocess_ssd(frames, coarse_size))
+            return PreparedBatch(preprocess_ssd(frames, size), sizes, extras)
         dtype = np.float16 if self._input.type == "tensor(float16)" else np.float32
         tensor, letterboxes = preprocess_yolo(frames, self.input_size, dtype)
         return PreparedBatch(tensor, sizes, {"letterboxes": letterboxes})
 
     def infer(self, batch: PreparedBatch) -> List[np.ndarray]:
-        return self._session.run(self._output_names, {self._input.name: batch.tensor})
+        outputs: List[np.ndarray] = self._session.run(self._output_names, {self._input.name: batch.tensor})
+        if "coarse" in batch.extras:
+            outputs += self._session.run(self._output_names, {self._input.name: batch.extras["coarse"]})
+        return outputs
+
+    def _decode_ssd(
+        self, box_encodings: np.ndarray, class_logits: np.ndarray, size: Tuple[int, int], frame_sizes: List[Size]
+    ) -> List[Detections]:
+        anchors, usable = self._anchors, self._usable
+        if size != self.input_size:
+            anchors, usable = ssd_anchors(size), usable_anchors(size)
+        assert anchors is not None and usable is not None
+        return postprocess_ssd(
+            box_encodings,
+            class_logits,
+            anchors,
+            frame_sizes,
+            self.settings,
+            self._box_coder_scales,
+            self._logit_scale,
+            usable,
+        )
+
+    def _merge_scales(
+        self, fine: List[Detections], coarse: List[Detections], fine_height: int, frame_sizes: List[Size]
+    ) -> List[Detections]:
+        """Per frame, the fine pass's small boxes and the coarse pass's large ones, then NMS
+        across both (a person at the boundary height may be found by both)."""
+        merged = []
+        for small, large, (_, frame_h) in zip(fine, coarse, frame_sizes):
+            to_fine_px = fine_height / float(frame_h)
+            small = small.select((small.boxes[:, 3] - small.boxes[:, 1]) * to_fine_px < COARSE_FROM_PX)
+            large = large.select((large.boxes[:, 3] - large.boxes[:, 1]) * to_fine_px >= COARSE_FROM_PX)
+            both = Detections(
+                np.concatenate([small.boxes, large.boxes]),
+                np.concatenate([small.scores, large.scores]),
+                np.concatenate([small.class_ids, large.class_ids]),
+            )
+            keep = nms(both.boxes, both.scores, both.class_ids, self.settings.nms_iou, self.settings.max_detections)
+            merged.append(both.select(keep))
+        return merged
 
     def postprocess(self, outputs: List[np.ndarray], batch: PreparedBatch) -> List[Detections]:
         if self.family == "ssd":
-            assert self._anchors is not None and self._usable is not None
             size = cast(Tuple[int, int], batch.extras.get("input_size", self.input_size))
-            anchors, usable = self._anchors, self._usable
-            if size != self.input_size:
-                anchors, usable = ssd_anchors(size), usable_anchors(size)
-            return postprocess_ssd(
-                outputs[0],
-                outputs[1],
-                anchors,
-                batch.frame_sizes,
-                self.settings,
-                self._box_coder_scales,
-                self._logit_scale,
-                usable,
-            )
+            fine = self._decode_ssd(outputs[0], outputs[1], size, batch.frame_sizes)
+            if len(outputs) < 4:
+                return fine
+            coarse_size = cast(Tuple[int, int], batch.extras["coarse_size"])
+            coarse = self._decode_ssd(outputs[2], outputs[3], coarse_size, batch.frame_sizes)
+            return self._merge_scales(fine, coarse, size[1], batch.frame_sizes)
         letterboxes = cast(List[Letterbox], batch.extras["letterboxes"])
         return postprocess_yolo(outputs[0].astype(np.float32), letterboxes, batch.frame_sizes, self.settings)
 
