@@ -54,22 +54,38 @@ COLUMNS = (
 
 
 def runs(config: Config) -> List[Tuple[str, Config, TierConfig]]:
-    """(label, config, tier) of every distinct tier of PLATFORMS, then the landed defaults."""
-    seen: Dict[Tuple[object, ...], str] = {}
-    out = []
+    """(label, config, tier) of every distinct tier of PLATFORMS, then other detection options
+    and the landed defaults, for comparison."""
+    names: Dict[Tuple[object, ...], List[str]] = {}
+    tiers: Dict[Tuple[object, ...], TierConfig] = {}
     for name in PLATFORMS:
         for index, tier in enumerate(config.policy.tiers[name]):
             key = (tier.model, tier.precision, tier.engine, tier.input, tier.frame_skip)
-            label = f"{name}[{index}] {tier.input} skip{tier.frame_skip}"
-            if key in seen:
-                continue
-            seen[key] = label
-            out.append((label, config, tier))
-    landed = config.model_copy(
-        update={"detector": config.detector.model_copy(update={"keep_aspect": False, "score_threshold": 0.4})}
-    )
-    tier = TierConfig(model="ssdlite-mobilenetv2-pedestrian", input=300)
-    out.append(("landed defaults: 300x300 squashed", landed, tier))
+            names.setdefault(key, []).append(f"{name}[{index}]")
+            tiers[key] = tier
+    out = [
+        (" = ".join(labels) + f" {tiers[key].input} skip{tiers[key].frame_skip}", config, tiers[key])
+        for key, labels in names.items()
+    ]
+    ssd = "ssdlite-mobilenetv2-pedestrian"
+
+    def variant(label: str, tier: TierConfig, **detector: object) -> Tuple[str, Config, TierConfig]:
+        return (label, config.model_copy(update={"detector": config.detector.model_copy(update=detector)}), tier)
+
+    out += [
+        variant("option: 576 fp32", TierConfig(model=ssd, precision="fp32", input=576)),
+        variant("option: 576 no coarse pass", TierConfig(model=ssd, input=576), coarse_input=0),
+        variant("option: 480", TierConfig(model=ssd, input=480)),
+        variant("option: 416", TierConfig(model=ssd, input=416)),
+        variant("option: 300 aspect kept", TierConfig(model=ssd, input=300)),
+        variant(
+            "landed defaults: 300x300 squashed, threshold 0.4",
+            TierConfig(model=ssd, input=300),
+            keep_aspect=False,
+            coarse_input=0,
+            score_threshold=0.4,
+        ),
+    ]
     return out
 
 
