@@ -23,14 +23,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from edge.commands.evaluate import (  # noqa: E402
     SAMPLED_FRAMES,
     Evaluation,
-    _frames,
-    _Sample,
+    SampledFrame,
     draw_samples,
     evaluate,
     load_tier_detector,
     open_video,
     parse_line,
     plot_lines,
+    video_frames,
 )
 from edge.config import Config, TierConfig  # noqa: E402
 from edge.devkit.mot import read_mot  # noqa: E402
@@ -126,13 +126,13 @@ def main() -> int:
     lines = [parse_line(text) for text in LINES]
     out = Path(args.out)
     results: List[Evaluation] = []
-    samples: List[_Sample] = []
+    samples: List[SampledFrame] = []
     for number, (label, config, tier) in enumerate(runs(Config.model_validate({}))):
         capture, fps, size = open_video(Path(args.video))
         detector = load_tier_detector(config, tier)
         try:
             result = evaluate(
-                _frames(capture, args.frames),
+                video_frames(capture, args.frames),
                 fps,
                 size,
                 truth,

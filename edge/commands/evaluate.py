@@ -151,7 +151,7 @@ class Evaluation:
 
 
 @dataclass
-class _Sample:
+class SampledFrame:
     """A frame kept for the pictures."""
 
     index: int
@@ -198,7 +198,8 @@ def open_video(path: Path) -> Tuple[cv2.VideoCapture, float, Tuple[int, int]]:
     return capture, fps if fps > 0 else 10.0, size
 
 
-def _frames(capture: cv2.VideoCapture, limit: Optional[int]) -> Iterator[np.ndarray]:
+def video_frames(capture: cv2.VideoCapture, limit: Optional[int]) -> Iterator[np.ndarray]:
+    """The capture's frames in order, the first `limit` only when given; released after."""
     try:
         count = 0
         while limit is None or count < limit:
@@ -299,7 +300,7 @@ def evaluate(
     tier_name: str,
     frame_skip: int = 1,
     video: str = "",
-    samples: Optional[List[_Sample]] = None,
+    samples: Optional[List[SampledFrame]] = None,
     sample_every: int = 0,
 ) -> Evaluation:
     """Score the product on `frames` (BGR, in order, video frame 0 first) against `truth`."""
@@ -352,7 +353,7 @@ def evaluate(
             len(confirmed) - len(match_frame(track_boxes, frame_truth, 0.5).ignored) - frame_truth.people()
         )
         if samples is not None and sample_every and len(analysed) % sample_every == 1:
-            samples.append(_Sample(index, image.copy(), people))
+            samples.append(SampledFrame(index, image.copy(), people))
     if not analysed:
         raise SourceError(f"{video or 'video'}: no frames to evaluate")
     end = (analysed[-1] + frame_skip) / fps
@@ -440,7 +441,7 @@ def format_report(result: Evaluation) -> str:
     return "\n".join(out)
 
 
-def draw_samples(samples: Sequence[_Sample], truth: GroundTruth) -> np.ndarray:
+def draw_samples(samples: Sequence[SampledFrame], truth: GroundTruth) -> np.ndarray:
     """Sampled frames side by side in a grid of two columns: ground truth green (ignored boxes
     grey), detections red with their score."""
     tiles = []
@@ -505,13 +506,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
     detector = load_tier_detector(config, tier)
     index = 0 if args.tier is None else args.tier
     tier_name = f"{args.platform}[{index}] {tier.model}@{tier.input} {tier.precision} skip{tier.frame_skip}"
-    samples: List[_Sample] = []
+    samples: List[SampledFrame] = []
     limit = args.frames
     expected = limit or int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     sample_every = max(1, expected // tier.frame_skip // SAMPLED_FRAMES) if args.out else 0
     try:
         result = evaluate(
-            _frames(capture, limit),
+            video_frames(capture, limit),
             fps,
             frame_size,
             truth,
