@@ -23,7 +23,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from aggregator.store import IngestStore
-from contract.wire import (
+from contract import (
     Ack,
     DataMessage,
     MessageError,

@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from contract.wire import DataMessage
+from contract import DataMessage
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -91,7 +91,7 @@ class IngestStore:
                             env.camera,
                             env.window[0],
                             env.window[1],
-                            json.dumps(message.body, separators=(",", ":")),
+                            json.dumps(message.body.to_dict(), separators=(",", ":")),
                             received_at,
                         ),
                     )

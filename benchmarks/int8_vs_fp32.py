@@ -28,10 +28,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from edge.core.accuracy import compare  # noqa: E402
-from edge.detection.engines import EngineOptions, create_detector, detect  # noqa: E402
+from edge.detection.engines import EngineOptions, detect  # noqa: E402
+from edge.detection.factory import create_detector  # noqa: E402
 from edge.detection.int8.guard import quantize_for, with_int8_file  # noqa: E402
-from edge.detection.int8.sets import ensure_builtin_set, load_images  # noqa: E402
+from edge.detection.int8.sets import BUILTIN_SET, load_images, write_set  # noqa: E402
 from edge.detection.manifest import get_model  # noqa: E402
+from edge.devkit.calibration_frames import builtin_candidates  # noqa: E402
 
 MODEL = "ssdlite-mobilenetv2-pedestrian"
 HOLDOUT = 0.2
@@ -60,7 +62,8 @@ def main() -> int:
     model = get_model(MODEL)
     options = EngineOptions(precision="fp32", input_size=(300, 300), max_batch=1, score_threshold=SCORE)
     work = Path(tempfile.mkdtemp(prefix="int8-bench-"))
-    calibration_set = ensure_builtin_set(work / "calibration", frames=args.frames)
+    frames = list(builtin_candidates(args.frames))
+    calibration_set = write_set(work / "calibration", BUILTIN_SET, frames, "built-in scenes")
     calibrate, held_out = calibration_set.split(HOLDOUT)
     local = quantize_for(model, options, calibrate, calibration_set.content_hash(), work / "cache")
 

@@ -22,7 +22,7 @@ from typing import Any, Dict, List
 
 from edge.config import parse_config
 from edge.devkit.synthetic import standard_scenes, write_scene
-from edge.runtime.appliance import Appliance
+from edge.runtime.appliance import build_appliance
 
 BUSY = (
     "import multiprocessing as m\ndef spin():\n    while True: pass\nif __name__ == '__main__':\n"
@@ -52,7 +52,7 @@ def run(
                 "policy": {"up_after_s": up_after_s},
             }
         )
-        appliance = Appliance(config, publish=False)
+        appliance = build_appliance(config, publish=False)
         appliance.start()
         timeline: List[Dict[str, Any]] = []
         started = time.monotonic()
@@ -73,7 +73,7 @@ def run(
                     load_off = now
                 change = appliance.tick()
                 stats = appliance.pipeline.stats()
-                status = appliance.controller.status()
+                status = appliance.parts.controller.status()
                 covered = round(sum(s.covered_fps for s in stats), 1)
                 timeline.append(
                     {
@@ -104,7 +104,7 @@ def run(
         "load_on_s": load_on,
         "load_off_s": load_off,
         "up_after_s": up_after_s,
-        "tiers": [t.name for t in appliance.selection.runnable],
+        "tiers": [t.name for t in appliance.parts.selection.runnable],
         "timeline": timeline,
     }
 

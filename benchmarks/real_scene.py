@@ -26,13 +26,13 @@ from edge.commands.evaluate import (  # noqa: E402
     SampledFrame,
     draw_samples,
     evaluate,
-    load_tier_detector,
     open_video,
     parse_line,
     plot_lines,
     video_frames,
 )
 from edge.config import Config, TierConfig  # noqa: E402
+from edge.detection.factory import load_tier_detector  # noqa: E402
 from edge.devkit.mot import read_mot  # noqa: E402
 
 LINES = ("x40:0.4,0.3,0.4,0.8", "x60:0.6,0.3,0.6,0.85", "x80:0.8,0.3,0.8,0.85", "y60:0.1,0.6,0.95,0.6")
@@ -129,7 +129,7 @@ def main() -> int:
     samples: List[SampledFrame] = []
     for number, (label, config, tier) in enumerate(runs(Config.model_validate({}))):
         capture, fps, size = open_video(Path(args.video))
-        detector = load_tier_detector(config, tier)
+        detector = load_tier_detector(config, tier, max_batch=1)
         try:
             result = evaluate(
                 video_frames(capture, args.frames),

@@ -1,1 +1,104 @@
-"""The wire contract between the edge and the aggregator (DESIGN.md): standard library only."""
+"""The wire contract between the edge and the aggregator (DESIGN.md): standard library only.
+
+topics (names and filters) · envelope (who, which window, seq, floor) · bodies (counts, ack,
+status, telemetry) · heatmap (the tile body and its codec) · wire (whole payloads) · fields
+(strict readers) · errors (MessageError). Everything a producer or consumer needs is exported here.
+"""
+
+from contract.bodies import (
+    STATUS_STATES,
+    Ack,
+    CountsBody,
+    LineCounts,
+    ObjectCounts,
+    SpoolCounters,
+    Status,
+    Telemetry,
+    ZoneCounts,
+)
+from contract.envelope import ENVELOPE_KEYS, FLOOR_KEY, WIRE_VERSION, Envelope, new_boot_id
+from contract.errors import MessageError
+from contract.heatmap import (
+    HEATMAP_DTYPE,
+    HEATMAP_ENCODING,
+    HEATMAP_UNIT,
+    UINT16_MAX,
+    HeatmapBody,
+    HeatmapGrid,
+    decode_cells,
+    encode_cells,
+    sum_tiles,
+    tile_body,
+)
+from contract.topics import (
+    DATA_KINDS,
+    KIND_COUNTS,
+    KIND_HEATMAP,
+    DataTopic,
+    Topics,
+    ack_topic,
+    data_subscriptions,
+    parse_data_topic,
+)
+from contract.wire import (
+    Body,
+    DataMessage,
+    body_dict,
+    build_ack,
+    build_data_payload,
+    build_status,
+    build_telemetry,
+    parse_ack,
+    parse_data_message,
+    parse_status,
+    parse_telemetry,
+    with_floor,
+)
+
+__all__ = [
+    "DATA_KINDS",
+    "ENVELOPE_KEYS",
+    "FLOOR_KEY",
+    "HEATMAP_DTYPE",
+    "HEATMAP_ENCODING",
+    "HEATMAP_UNIT",
+    "KIND_COUNTS",
+    "KIND_HEATMAP",
+    "STATUS_STATES",
+    "UINT16_MAX",
+    "WIRE_VERSION",
+    "Ack",
+    "Body",
+    "CountsBody",
+    "DataMessage",
+    "DataTopic",
+    "Envelope",
+    "HeatmapBody",
+    "HeatmapGrid",
+    "LineCounts",
+    "MessageError",
+    "ObjectCounts",
+    "SpoolCounters",
+    "Status",
+    "Telemetry",
+    "Topics",
+    "ZoneCounts",
+    "ack_topic",
+    "body_dict",
+    "build_ack",
+    "build_data_payload",
+    "build_status",
+    "build_telemetry",
+    "data_subscriptions",
+    "decode_cells",
+    "encode_cells",
+    "new_boot_id",
+    "parse_ack",
+    "parse_data_message",
+    "parse_data_topic",
+    "parse_status",
+    "parse_telemetry",
+    "sum_tiles",
+    "tile_body",
+    "with_floor",
+]

@@ -2,13 +2,16 @@
 
 Every section is a pydantic model that forbids unknown keys and describes every field, so a
 typo is an error naming the file and the key path, and `check-config` can print the effective
-configuration. Secrets (MQTT password, TLS key) are never values here: only paths to files or
-systemd credentials, read when they are needed.
+configuration. Secrets (MQTT password, RTSP credentials, TLS key) are never values here: only
+paths to files or systemd credentials, read when they are needed; `mask_urls` hides the
+credentials of any URL that is printed or logged.
 """
 
 import os
+import re
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
+from urllib.parse import quote
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -17,6 +20,23 @@ from edge.core.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/video-analysis/config.yaml")
 Point = Tuple[float, float]
+NETWORK_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://")
+
+# scheme://userinfo@ — greedy up to the last '@' of the token, so a password holding '@' or '/'
+# is masked whole (over-masking an odd URL is harmless; leaking half a password is not).
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^\s'\"]*)@")
+_SECRET_QUERY = re.compile(r"(?P<key>[?&](?:password|passwd|pwd|pass|token|secret|key)=)[^&\s'\"]*", re.IGNORECASE)
+
+
+def _mask_userinfo(match: "re.Match[str]") -> str:
+    user, sep, _password = match.group("userinfo").partition(":")
+    return f"{match.group('scheme')}{user}:***@" if sep else f"{match.group('scheme')}***@"
+
+
+def mask_urls(text: str) -> str:
+    """`text` with the password of every URL in it replaced by `***` (user names are kept,
+    a lone token before '@' is masked), and password/token query parameters masked too."""
+    return _SECRET_QUERY.sub(r"\g<key>***", _USERINFO.sub(_mask_userinfo, text))
 
 
 class Section(BaseModel):
@@ -67,6 +87,12 @@ class CameraConfig(Section):
         "GStreamer) or a GStreamer pipeline ending in appsink (prefix 'gst:')."
     )
     target_fps: float = Field(10.0, gt=0, le=120, description="Frames per second to analyse.")
+    credentials_file: Optional[Path] = Field(
+        None,
+        description="For rtsp:// and http(s):// sources: a file, or a systemd credential name, holding "
+        "'user:password' on one line; inserted into the URL when the source is opened, so this file "
+        "holds no password.",
+    )
     realtime: bool = Field(
         True,
         description="For file sources: play at the file's native rate (true) or as fast as possible (false).",
@@ -74,6 +100,26 @@ class CameraConfig(Section):
     loop: bool = Field(False, description="For file sources: start again at the end.")
     lines: List[LineConfig] = Field(default_factory=list, description="Counting lines.")
     zones: List[ZoneConfig] = Field(default_factory=list, description="Occupancy zones.")
+
+    @model_validator(mode="after")
+    def _credentials_for_network_source(self) -> "CameraConfig":
+        if self.credentials_file is None:
+            return self
+        if not self.source.startswith(NETWORK_SCHEMES):
+            raise ValueError("credentials_file needs an rtsp://, rtsps://, http:// or https:// source")
+        if _USERINFO.match(self.source):
+            raise ValueError("credentials_file is set but the source URL holds credentials too")
+        return self
+
+    def source_url(self) -> str:
+        """The source to open: with the credentials of `credentials_file` inserted, if any."""
+        if self.credentials_file is None:
+            return self.source
+        user, sep, password = read_secret(self.credentials_file).partition(":")
+        if not sep or not user:
+            raise ConfigError(f"{self.credentials_file}: expected 'user:password' on one line")
+        scheme, rest = self.source.split("://", 1)
+        return f"{scheme}://{quote(user, safe='')}:{quote(password, safe='')}@{rest}"
 
 
 class DetectorConfig(Section):
@@ -196,10 +242,13 @@ class SpoolConfig(Section):
 
 
 class TierConfig(Section):
-    model: str = Field(description="Model name from models/manifest.json.")
+    model: str = Field(description="Model name from the model manifest (manifest.json in models_dir).")
     precision: str = Field("int8", pattern="^(fp32|fp16|int8)$", description="fp32, fp16 or int8.")
     engine: str = Field(
-        "onnxruntime", pattern="^(onnxruntime|tensorrt)$", description="onnxruntime or tensorrt."
+        "onnxruntime",
+        min_length=1,
+        description="A registered engine plug-in (built in: onnxruntime, tensorrt); checked against the "
+        "engine registry by check-config and at start.",
     )
     input: int = Field(300, ge=32, le=1280, description="Square input size in pixels.")
     frame_skip: int = Field(1, ge=1, le=30, description="Analyse one frame in this many.")
@@ -296,9 +345,6 @@ class PolicyConfig(Section):
     backoff_max_s: float = Field(600.0, gt=0, description="Longest back-off after failed step-ups.")
     temperature_c: float = Field(85.0, gt=0, description="SoC temperature that forces a step down.")
     memory_percent: float = Field(90.0, gt=0, le=100, description="Memory use that forces a step down.")
-    measure_s: float = Field(
-        2.0, gt=0, description="Seconds each runnable tier is measured at start (cached)."
-    )
     tiers: Dict[str, List[TierConfig]] = Field(
         default_factory=_default_tiers, description="Per platform class, the tiers best quality first."
     )
@@ -320,8 +366,7 @@ class PolicyConfig(Section):
 class CalibrationConfig(Section):
     dir: Optional[Path] = Field(
         None,
-        description="Where calibration sets live (<dir>/<name>/); defaults to the checkout's "
-        "calibration/ when it exists, else <state_dir>/calibration.",
+        description="Where calibration sets live (<dir>/<name>/); defaults to <state_dir>/calibration.",
     )
     set_name: Optional[str] = Field(
         None, description="Calibration set for INT8; defaults to the newest set, else the built-in scenes."
@@ -347,9 +392,17 @@ class Config(Section):
         Path("/var/lib/video-analysis"), description="Spool, seq counter, engine cache and tier measurements."
     )
     models_dir: Optional[Path] = Field(
-        None, description="Model files and manifest; defaults to the shipped models/."
+        None, description="Model files and manifest; defaults to the models shipped in the package."
     )
-    log_level: str = Field("info", pattern="^(debug|info|warning|error)$", description="Log level.")
+    log_level: str = Field(
+        "info", pattern="^(debug|info|warning|error)$", description="Log level of the daemon (--debug overrides)."
+    )
+    log_format: str = Field(
+        "text",
+        pattern="^(text|json)$",
+        description="text, or json (one object per line); under systemd lines carry <N> priority prefixes "
+        "and no timestamp of their own.",
+    )
     cameras: List[CameraConfig] = Field(default_factory=list, description="The cameras to analyse.")
     detector: DetectorConfig = Field(default_factory=DetectorConfig, description="Detection settings.")
     tracker: TrackerConfig = Field(default_factory=TrackerConfig, description="ByteTrack settings.")

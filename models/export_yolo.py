@@ -1,4 +1,5 @@
-"""Export an Ultralytics YOLOv8 / YOLO11 detector to ONNX and add it to models/manifest.json.
+"""Export an Ultralytics YOLOv8 / YOLO11 detector to ONNX and add it to the model manifest
+(edge/assets/models/manifest.json, the package data the runtime loads).
 
 Run on a machine that has the weights and the `export` extra (ultralytics, onnx); the
 appliance itself never needs ultralytics and never downloads anything:
@@ -12,7 +13,8 @@ sigmoid class scores, without NMS (edge/postprocess.py decodes it and runs class
 The batch dimension is dynamic so the pipeline can batch cameras. The manifest entry records the
 class names from the weights, the sha256, the source weights' sha256 and the export versions;
 its `family` is "yolo". Weights stay FP32: TensorRT builds FP16/INT8 engines from them.
-Copy the .onnx file and the updated manifest to the device's models/.
+Copy the .onnx file and the updated manifest to the device's models directory (config `models_dir`),
+or rebuild the wheel.
 INT8 for YOLO comes from TensorRT calibration on the device (`video-analysis calibrate`).
 """
 
@@ -24,7 +26,7 @@ from typing import Dict, List, Tuple
 
 from edge.detection.manifest import sha256_of
 
-MODELS_DIR = Path(__file__).resolve().parent
+MODELS_DIR = Path(__file__).resolve().parent.parent / "edge" / "assets" / "models"
 
 
 def class_names(names: object) -> List[str]:

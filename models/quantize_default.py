@@ -1,6 +1,6 @@
 """Quantise the default SSDLite pedestrian model to INT8 (ONNX Runtime static QDQ) and record the
-INT8 file in models/manifest.json. Run once, after models/convert_ssdlite.py, in the project's
-dev environment (needs `onnx`, `scikit-image` and `matplotlib`):
+INT8 file in edge/assets/models/manifest.json. Run once, after models/convert_ssdlite.py, in the
+project's dev environment (needs `onnx`, `scikit-image` and `matplotlib`):
 
     .venv/bin/python models/quantize_default.py
 
@@ -156,8 +156,9 @@ def median_latencies_ms(paths: List[Path], runs: int = 300) -> Tuple[float, ...]
 
 def best_boxes(path: Path) -> List[str]:
     """Best person box per photograph, for a quick FP32 / INT8 comparison."""
-    from edge.detection.anchors import ssd_anchors
-    from edge.detection.postprocess import PostprocessSettings, postprocess_ssd
+    from edge.detection.families.base import PostprocessSettings
+    from edge.detection.families.ssd import postprocess_ssd
+    from edge.detection.families.ssd_anchors import ssd_anchors
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     lines = []
@@ -174,7 +175,7 @@ def best_boxes(path: Path) -> List[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models-dir", type=Path, default=REPO / "models")
+    parser.add_argument("--models-dir", type=Path, default=REPO / "edge" / "assets" / "models")
     args = parser.parse_args()
     manifest_path = args.models_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text())

@@ -80,6 +80,7 @@ def guard_config(tmp_path, set_name):
 INT8_TIER = TierConfig(model=MODEL, precision="int8", engine="onnxruntime", input=300)
 
 
+@pytest.mark.slow
 def test_a_blank_frame_calibration_is_refused_and_fp32_is_used(tmp_path, model, caplog):
     blank = [CandidateFrame(np.full((360, 640, 3), 0, np.uint8), f"blank#{i}") for i in range(20)]
     write_set(tmp_path / "calibration", "blank", blank, "test: blank frames")
@@ -95,6 +96,7 @@ def test_a_blank_frame_calibration_is_refused_and_fp32_is_used(tmp_path, model, 
     detector.close()
 
 
+@pytest.mark.slow
 def test_a_scene_calibration_is_accepted(tmp_path, model):
     from edge.detection.int8.sets import builtin_frames
 

@@ -6,18 +6,18 @@ from typing import List, Sequence, Tuple
 import numpy as np
 import pytest
 
+from contract import HeatmapBody, decode_cells, sum_tiles
+from edge.commands.overlay import render_heatmap_overlay
 from edge.config import CameraConfig, Config
 from edge.core.analytics import (
     CameraAnalytics,
     LineSpec,
     ZoneSpec,
-    decode_heatmap_tile,
     encode_tiles,
-    heatmap_grid_from_tiles,
     inside_polygon,
-    render_heatmap_overlay,
 )
 from edge.core.tracking import Track
+from edge.runtime.analysis import analytics_from_config
 
 W, H = 1000, 1000  # 1 px = 0.001 normalised
 # A vertical door at x = 0.5 from y 0.2 to 0.8, pointing down: its left (seen on the image) is
@@ -186,7 +186,7 @@ def test_from_config() -> None:
         lines=[{"id": "door", "points": [(0.5, 0.2), (0.5, 0.8)]}],
         zones=[{"id": "queue", "polygon": [(0.6, 0.6), (0.9, 0.6), (0.9, 0.9)]}],
     )
-    a = CameraAnalytics.from_config(config, camera, ["person"])
+    a = analytics_from_config(config, camera, ["person"])
     assert [line.line_id for line in a.lines] == ["door"]
     assert a.counts_window_s == config.counts.window_s
     assert a.grid_size == config.heatmap.grid
@@ -207,16 +207,16 @@ def test_heatmap_tiles_round_trip_and_skip_empty() -> None:
     assert sorted(t.tile for t in tiles) == [(0, 0), (2, 1), (3, 2)]
     bodies = [t.body() for t in tiles]
     assert all(b["unit"] == "person_seconds" and b["dtype"] == "uint16" for b in bodies)
-    back = heatmap_grid_from_tiles(bodies)
+    back = sum_tiles(bodies).to_numpy()
     np.testing.assert_allclose(back, grid, atol=1234.5 / 65535)
-    assert decode_heatmap_tile(bodies[0]).shape == (12, 16)
+    assert len(decode_cells(HeatmapBody.from_dict(bodies[0]))) == 12 * 16
 
 
 def test_heatmap_edge_tiles_are_padded() -> None:
     grid = np.ones((10, 10))
     tiles = encode_tiles(grid, (4, 4))
     assert len(tiles) == 9 and all(t.values.shape == (4, 4) for t in tiles)
-    np.testing.assert_allclose(heatmap_grid_from_tiles(t.body() for t in tiles), grid, atol=1e-4)
+    np.testing.assert_allclose(sum_tiles(t.body() for t in tiles).to_numpy(), grid, atol=1e-4)
 
 
 def test_render_overlay() -> None:

@@ -4,7 +4,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from edge.detection.anchors import anchor_count, feature_map_sizes, ssd_anchors
+from edge.detection.families.ssd_anchors import anchor_count, feature_map_sizes, ssd_anchors
 from edge.detection.manifest import get_model
 
 MODEL = "ssdlite-mobilenetv2-pedestrian"

@@ -1,6 +1,7 @@
 """`video-analysis calibrate` and `build-engine` end to end on this machine (ONNX Runtime)."""
 
 import cv2
+import pytest
 import yaml
 
 from edge.commands.cli import main
@@ -17,6 +18,7 @@ def write_config(tmp_path, **calibration):
     return path
 
 
+@pytest.mark.slow
 def test_calibrate_from_a_folder_collects_quantises_and_summarises(tmp_path, capsys):
     folder = tmp_path / "images"
     folder.mkdir()
@@ -39,6 +41,7 @@ def test_calibrate_from_a_folder_collects_quantises_and_summarises(tmp_path, cap
     assert list((tmp_path / "state" / "cache" / "quantized").glob("*.onnx"))
 
 
+@pytest.mark.slow
 def test_calibrate_from_a_video(tmp_path, capsys):
     video = tmp_path / "clip.mp4"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (320, 240))
@@ -54,6 +57,7 @@ def test_calibrate_from_a_video(tmp_path, capsys):
     assert all("clip.mp4@" in f.origin for f in calibration_set.frames)
 
 
+@pytest.mark.slow
 def test_build_engine_uses_the_builtin_set_when_none_exists(tmp_path, capsys):
     config = write_config(tmp_path)
     assert main(["build-engine", "-c", str(config)]) == 0

@@ -3,17 +3,20 @@ the real default detector (INT8, ONNX Runtime) → ByteTrack → analytics, thro
 
 import time
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict, List, Tuple
 
 import pytest
 
+from edge.commands.demo_totals import CameraTotals, WindowTotals
 from edge.config import Config, parse_config
 from edge.core.tiers import Tier
+from edge.detection.factory import load_tier_detector
 from edge.devkit.synthetic import Scene, ground_truth, standard_scenes, write_scene
-from edge.runtime.analysis import CameraAnalysis
-from edge.runtime.appliance import load_tier_detector
+from edge.runtime.analysis import CameraAnalysis, ClosedWindow
 from edge.runtime.pipeline import Pipeline
 from edge.runtime.sources import SourceReader
+
+pytestmark = pytest.mark.slow  # integration: more than a few seconds
 
 
 def _camera_config(scene: Scene, video: Path, camera_id: str) -> Dict[str, object]:
@@ -29,32 +32,32 @@ def _camera_config(scene: Scene, video: Path, camera_id: str) -> Dict[str, objec
 
 def run_scenes(
     tmp_path: Path, frame_skip: int, precision: str = "int8"
-) -> Tuple[Config, Dict[str, CameraAnalysis]]:
+) -> Tuple[Config, Dict[str, CameraTotals]]:
     scenes = standard_scenes()
     cameras = [_camera_config(s, write_scene(s, tmp_path), f"cam{i}") for i, s in enumerate(scenes)]
     config = parse_config({"cameras": cameras, "state_dir": str(tmp_path / "state")})
     tier = Tier(0, "ssdlite-mobilenetv2-pedestrian", precision, "onnxruntime", 300, frame_skip)
     detector = load_tier_detector(config, tier, max_batch=2)
-    analyses = {}
+    totals = WindowTotals()
     wiring = []
     for camera in config.cameras:
-        analyses[camera.id] = CameraAnalysis(config, camera, sinks=[])
-        wiring.append((camera, SourceReader(camera.id, camera.source, realtime=False), analyses[camera.id]))
+        analysis = CameraAnalysis(config, camera, sinks=[totals])
+        wiring.append((camera, SourceReader(camera.id, camera.source, realtime=False), analysis))
     pipeline = Pipeline(wiring, detector, frame_skip=frame_skip)
     pipeline.start()
     assert pipeline.join(timeout=300), "pipeline did not finish"
     pipeline.stop()
     assert pipeline.error is None
-    return config, analyses
+    return config, {camera.id: totals.camera(camera.id) for camera in config.cameras}
 
 
 @pytest.fixture(scope="module")
-def skip1(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, CameraAnalysis]:
+def skip1(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, CameraTotals]:
     return run_scenes(tmp_path_factory.mktemp("skip1"), frame_skip=1)[1]
 
 
 @pytest.fixture(scope="module")
-def skip3(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, CameraAnalysis]:
+def skip3(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, CameraTotals]:
     return run_scenes(tmp_path_factory.mktemp("skip3"), frame_skip=3)[1]
 
 
@@ -63,15 +66,15 @@ def test_line_counts_exact_and_zone_entries_within_one(fixture: str, request: py
     analyses = request.getfixturevalue(fixture)
     for index, scene in enumerate(standard_scenes()):
         truth = ground_truth(scene)
-        analysis = analyses[f"cam{index}"]
-        assert analysis.line_totals() == truth.line_counts(), scene.name
+        totals = analyses[f"cam{index}"]
+        assert totals.line_counts() == truth.line_counts(), scene.name
         for zone_id, expected in truth.zone_entries.items():
-            assert abs(analysis.zone_entries().get(zone_id, 0) - expected) <= 1, (scene.name, zone_id)
+            assert abs(totals.zone_entries.get(zone_id, 0) - expected) <= 1, (scene.name, zone_id)
 
 
-def test_every_frame_of_a_fast_file_is_analysed_once(skip1: Dict[str, CameraAnalysis]) -> None:
+def test_every_frame_of_a_fast_file_is_analysed_once(skip1: Dict[str, CameraTotals]) -> None:
     for index, scene in enumerate(standard_scenes()):
-        frames = sum(window.frames for window in skip1[f"cam{index}"].counts)
+        frames = skip1[f"cam{index}"].frames
         assert frames == scene.frame_count
 
 
@@ -84,20 +87,22 @@ def test_tier_switch_mid_scene_keeps_tracks_and_windows(tmp_path: Path) -> None:
     camera = config.cameras[0]
     best = Tier(0, "ssdlite-mobilenetv2-pedestrian", "int8", "onnxruntime", 300, 1)
     lower = Tier(1, "ssdlite-mobilenetv2-pedestrian", "int8", "onnxruntime", 256, 2)
-    analysis = CameraAnalysis(config, camera, sinks=[])
+    closed: List[ClosedWindow] = []
+    totals = WindowTotals()
+    analysis = CameraAnalysis(config, camera, sinks=[closed.append, totals])
     reader = SourceReader(camera.id, camera.source, realtime=False)
     pipeline = Pipeline([(camera, reader, analysis)], load_tier_detector(config, best, 1), frame_skip=1)
     trackers_before = id(analysis.tracker)
     pipeline.start()
-    while pipeline.cameras[0].processed < scene.frame_count // 3:
+    while pipeline.stats()[0].processed < scene.frame_count // 3:
         time.sleep(0.01)
-    pipeline.apply_tier(load_tier_detector(config, lower, 1), lower.frame_skip)
+    pipeline.apply_tier(load_tier_detector(config, lower, 1), lower.frame_skip, lower.name)
     assert pipeline.join(timeout=120)
     pipeline.stop()
     assert pipeline.error is None
     assert id(analysis.tracker) == trackers_before
-    assert analysis.line_totals() == ground_truth(scene).line_counts()
-    windows = [w.window for w in analysis.counts]
+    assert totals.camera(camera.id).line_counts() == ground_truth(scene).line_counts()
+    windows = [c.window for c in closed if c.kind == "counts"]
     assert all(a[1] == b[0] for a, b in zip(windows, windows[1:]))  # contiguous: none lost
-    processed = sum(w.frames for w in analysis.counts)
+    processed = totals.camera(camera.id).frames
     assert scene.frame_count // 2 < processed < scene.frame_count  # frame-skip 2 after the switch

@@ -10,10 +10,13 @@ import sys
 from pathlib import Path
 from typing import List
 
+import pytest
 import yaml
 
 from edge.devkit.synthetic import standard_scenes, write_scene
 from tests.mqtt_fixtures import Recorder, wait_for
+
+pytestmark = pytest.mark.slow  # integration: more than a few seconds
 
 
 def _notifications(sock: socket.socket) -> List[str]:

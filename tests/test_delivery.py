@@ -18,7 +18,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from contract.wire import parse_status, parse_telemetry
+from contract import parse_status, parse_telemetry
 from edge.delivery.publisher import Publisher
 from edge.delivery.spool import Spool
 from tests.mqtt_fixtures import Recorder, counts_body, heatmap_body, make_config, wait_for
@@ -52,6 +52,7 @@ class Feeder:
         return self.seqs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 def test_broker_outage_loses_nothing(tmp_path, mosquitto_factory, ingest_factory, sig):
     broker = mosquitto_factory(persistence=False)
@@ -106,6 +107,7 @@ def run_child(config, boot: str, limit: int) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 def test_daemon_sigkill_loses_nothing_and_seq_continues(tmp_path, mosquitto_broker, ingest_factory):
     ingest = ingest_factory(mosquitto_broker)
     recorder = Recorder(mosquitto_broker, ["va/edge-t/status"])
@@ -135,6 +137,7 @@ def test_daemon_sigkill_loses_nothing_and_seq_continues(tmp_path, mosquitto_brok
     assert states[-1] == ("boot-2", "stopped")
 
 
+@pytest.mark.slow
 def test_full_spool_drops_oldest_counts_and_reports(tmp_path, mosquitto_factory, ingest_factory):
     broker = mosquitto_factory(start=False)  # a long outage: no broker yet
     config = make_config(tmp_path, broker.port, telemetry_interval_s=0.3, spool={"max_mb": 1.0})
@@ -153,10 +156,10 @@ def test_full_spool_drops_oldest_counts_and_reports(tmp_path, mosquitto_factory,
     ingest = ingest_factory(broker)
     telemetry = Recorder(broker, ["va/edge-t/telemetry"])
     assert publisher.wait_drained(60), publisher.stats()
-    reports = wait_for(lambda: [parse_telemetry(m.payload)["spool"] for m in telemetry.on("telemetry")])
+    reports = wait_for(lambda: [parse_telemetry(m.payload).spool for m in telemetry.on("telemetry")])
     publisher.stop()
     telemetry.close()
-    assert reports[-1]["dropped"] == stats.dropped
+    assert reports[-1].dropped == stats.dropped
     # The gap is acknowledged past (the floor tells the aggregator it is settled) and the rest arrives.
     assert ingest.store.seqs("edge-t") == kept
 

@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # integration: more than a few seconds
+
 
 def test_demo_runs_the_whole_system(tmp_path: Path) -> None:
     out = tmp_path / "demo"

@@ -11,7 +11,7 @@ import pytest
 
 from edge.commands.cli import main
 from edge.detection.manifest import DEFAULT_MODELS_DIR
-from edge.detection.postprocess import box_iou
+from edge.detection.nms import box_iou
 
 GROUND_TRUTH = json.loads((Path(__file__).parent / "images" / "ground_truth.json").read_text())["images"]
 INT8_FILE = "ssdlite_mobilenetv2_pedestrian_int8.onnx"

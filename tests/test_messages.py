@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from contract.wire import (
+from contract import (
     Ack,
     MessageError,
     Status,
@@ -42,7 +42,7 @@ def test_data_message_round_trip(kind, body):
     payload = build_data_payload(kind, "dev1", "cam1", "b1", 42, (100.0, 160.0), body)
     message = parse_data_message(TOPICS.data(kind, "cam1"), with_floor(payload, 40))
     assert message.kind == kind
-    assert message.body == body
+    assert message.body.to_dict() == body
     env = message.envelope
     assert (env.v, env.device, env.camera, env.boot, env.seq, env.window, env.floor) == (
         1, "dev1", "cam1", "b1", 42, (100.0, 160.0), 40,
@@ -95,7 +95,7 @@ def test_null_dwell_means_nobody_left_yet():
     body = counts_body()
     body["zones"]["queue"]["dwell_mean_s"] = None
     payload = build_data_payload("counts", "dev1", "cam1", "b1", 1, (0.0, 10.0), body)
-    assert parse_data_message(TOPICS.counts("cam1"), payload).body == body
+    assert parse_data_message(TOPICS.counts("cam1"), payload).body.to_dict() == body
 
 
 @pytest.mark.parametrize(

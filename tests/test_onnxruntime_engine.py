@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 
 from edge.core.errors import ModelError
-from edge.detection.engines import EngineOptions, create_detector, detect
-from edge.detection.engines.onnxruntime import choose_providers, preprocess_ssd, resolve_model_file
+from edge.detection.engines import EngineOptions, detect
+from edge.detection.engines.onnxruntime import choose_providers, resolve_model_file
+from edge.detection.factory import create_detector
+from edge.detection.families.ssd import preprocess_ssd
 from edge.detection.manifest import ModelFile, ModelSpec, get_model, sha256_of
-from edge.detection.postprocess import box_iou
+from edge.detection.nms import box_iou
 
 MODEL = "ssdlite-mobilenetv2-pedestrian"
 GROUND_TRUTH = json.loads((Path(__file__).parent / "images" / "ground_truth.json").read_text())["images"]
@@ -100,7 +102,7 @@ def test_fp16_runs_the_fp32_file_on_cpu_and_says_why(caplog):
     caplog.set_level(logging.INFO, logger="edge.detection.engines.onnxruntime")
     detector = create_detector("onnxruntime", get_model(MODEL), EngineOptions(precision="fp16"))
     assert detector.precision == "fp32"
-    assert detector.path.name == "ssdlite_mobilenetv2_pedestrian.onnx"
+    assert detector.artifact.name == "ssdlite_mobilenetv2_pedestrian.onnx"
     assert "fp16 needs TensorRT; CPUExecutionProvider runs the fp32 file" in caplog.text
 
 

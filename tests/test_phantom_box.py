@@ -1,6 +1,6 @@
 """The phantom box: at inputs <= 256 the SSD's last predictor used to report a near-full-frame
 "person" (score 0.42-0.65) on every frame, blank or not, and at 576 a 2x2 last map fired
-200-270 px boxes. `edge.detection.anchors.usable_anchors` drops those degenerate layers; every
+200-270 px boxes. `edge.detection.families.ssd_anchors.usable_anchors` drops those degenerate layers; every
 supported input, square or aspect-preserving, FP32 and INT8, must now see nobody in an empty
 frame."""
 
@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from edge.config import Config
-from edge.detection.anchors import feature_map_sizes, usable_anchors
-from edge.detection.engines import EngineOptions, create_detector, detect
+from edge.detection.engines import EngineOptions, detect
+from edge.detection.factory import create_detector
+from edge.detection.families.ssd_anchors import feature_map_sizes, usable_anchors
 from edge.detection.manifest import get_model
 
 MODEL = get_model("ssdlite-mobilenetv2-pedestrian")

@@ -8,13 +8,14 @@ import pytest
 from edge.commands.cli import main
 from edge.config import parse_config
 from edge.core.tiers import Tier
+from edge.detection.factory import load_tier_detector
 from edge.devkit.synthetic import standard_scenes, write_scene
 from edge.runtime.analysis import CameraAnalysis
-from edge.runtime.appliance import load_tier_detector
-from edge.runtime.pipeline import Pipeline
+from edge.runtime.pipeline import Pipeline, WindowStatus
 from edge.runtime.sources import SourceReader
 
 
+@pytest.mark.slow
 def test_four_cameras_at_target_rate_or_drops_reported(tmp_path: Path) -> None:
     scenes = standard_scenes()
     videos = [write_scene(scene, tmp_path) for scene in scenes]
@@ -52,10 +53,11 @@ class _BrokenAnalyser:
     def update(self, frame, detections, seconds) -> None:
         raise ValueError("analytics bug")
 
-    def poll(self, now: float, final: bool = False) -> None:
+    def poll(self, now: float, status: WindowStatus, final: bool = False) -> None:
         pass
 
 
+@pytest.mark.slow
 def test_an_analysis_failure_stops_the_pipeline_with_the_error(tmp_path: Path) -> None:
     scene = standard_scenes()[0]
     video = write_scene(scene, tmp_path)

@@ -1,6 +1,6 @@
 import json
 
-from contract.wire import parse_data_message, parse_status, parse_telemetry
+from contract import parse_data_message, parse_status, parse_telemetry
 from edge.delivery.homeassistant import discovery_messages
 from edge.delivery.publisher import Publisher
 from edge.delivery.spool import Spool
@@ -48,7 +48,7 @@ def test_subscriber_sees_status_counts_and_heatmap_in_order(tmp_path, mosquitto_
     ]
     assert [m.envelope.seq for m in received] == [seq for seq, *_ in sent]
     for message, (seq, kind, window, body) in zip(received, sent):
-        assert (message.kind, message.envelope.window, message.body) == (kind, window, body)
+        assert (message.kind, message.envelope.window, message.body.to_dict()) == (kind, window, body)
         assert message.envelope.floor is not None and message.envelope.floor <= seq
     assert publisher.stats().delivered == 30 and publisher.stats().refused == 0
 
@@ -95,14 +95,14 @@ def test_telemetry_reports_spool_counters_and_caller_values(tmp_path, mosquitto_
     publisher = start_publisher(config, telemetry_source=lambda: {"cameras": {"cam1": {"fps": 9.5}}})
     publisher.submit("counts", "cam1", (0.0, 10.0), counts_body())
     message = wait_for(
-        lambda: [m for m in recorder.on("/telemetry") if parse_telemetry(m.payload)["spool"]["depth"]]
+        lambda: [m for m in recorder.on("/telemetry") if parse_telemetry(m.payload).spool.depth]
     )
     publisher.stop()
     recorder.close()
     telemetry = parse_telemetry(message[0].payload)
-    assert telemetry["cameras"]["cam1"]["fps"] == 9.5
-    assert telemetry["device"] == "edge-t" and telemetry["boot"] == "boot-1"
-    assert set(telemetry["spool"]) >= {"depth", "dropped", "refused", "delivered", "in_flight"}
+    assert telemetry.values["cameras"]["cam1"]["fps"] == 9.5
+    assert telemetry.device == "edge-t" and telemetry.boot == "boot-1"
+    assert set(telemetry.to_dict()["spool"]) >= {"depth", "dropped", "refused", "delivered", "in_flight"}
 
 
 def test_snapshot_is_retained_and_switchable(tmp_path, mosquitto_broker):

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.detection.engines.onnxruntime import preprocess_ssd
+from edge.detection.families.ssd import preprocess_ssd
 from edge.detection.int8.quantize import QuantizeSettings, quantize_cached
 from edge.detection.int8.sets import (
     CandidateFrame,
@@ -76,6 +76,7 @@ def fp32_path():
     return get_model(MODEL).file("fp32")
 
 
+@pytest.mark.slow
 def test_quantisation_is_cached_by_model_set_and_version(tmp_path, fp32_path):
     written = write_set(
         tmp_path / "cal", "s", [CandidateFrame(noise_frame(i, (300, 300, 3)), str(i)) for i in range(4)], "t"
@@ -108,6 +109,7 @@ def test_quantisation_is_cached_by_model_set_and_version(tmp_path, fp32_path):
     assert Path(new_set.path).parent == tmp_path / "cache" / "quantized"
 
 
+@pytest.mark.slow
 def test_an_onnxruntime_upgrade_recalibrates(tmp_path, fp32_path, monkeypatch):
     written = write_set(
         tmp_path / "cal", "s", [CandidateFrame(noise_frame(i, (300, 300, 3)), str(i)) for i in range(2)], "t"

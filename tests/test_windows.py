@@ -7,7 +7,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.core.analytics import CameraAnalytics, heatmap_grid_from_tiles, window_start
+from contract import sum_tiles
+from edge.core.analytics import CameraAnalytics, window_start
 from edge.core.tracking import Track
 
 W, H = 640, 360
@@ -103,7 +104,7 @@ def test_heatmap_sum_equals_person_seconds(frames: List, grid, tile) -> None:
     if expected == 0:
         assert window.tiles == []
         return
-    decoded = heatmap_grid_from_tiles(window.bodies())
+    decoded = sum_tiles(window.bodies()).to_numpy()
     rounding = sum(0.5 * tile_.scale * tile_.values.size for tile_ in window.tiles)
     assert abs(decoded.sum() - expected) <= rounding + 1e-9
     np.testing.assert_allclose(window.grid.sum(), expected, rtol=1e-9)

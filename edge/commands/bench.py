@@ -23,12 +23,12 @@ import numpy as np
 
 from edge.config import DEFAULT_CONFIG_PATH, Config, load_config, parse_config
 from edge.core.tiers import Tier
+from edge.detection.factory import load_tier_detector
 from edge.detection.manifest import DEFAULT_MODELS_DIR, load_manifest
 from edge.device.hardware import HardwareProfile, probe
 from edge.device.tiers import select_tiers
 from edge.devkit.synthetic import standard_scenes, write_scene
 from edge.runtime.analysis import CameraAnalysis
-from edge.runtime.appliance import load_tier_detector
 from edge.runtime.pipeline import Pipeline
 from edge.runtime.sources import SourceReader, read_all_frames
 
@@ -80,7 +80,7 @@ def measure_pipeline(config: Config, tier: Tier, video: Path, seconds: float) ->
         {"cameras": [{"id": "bench", "source": str(video), "target_fps": 120, "realtime": False, "loop": True}]}
     ).cameras[0]
     analysis = CameraAnalysis(config, camera, sinks=[])
-    reader = SourceReader(camera.id, camera.source, realtime=False, loop=True)
+    reader = SourceReader(camera.id, camera.source_url(), realtime=False, loop=True)
     detector = load_tier_detector(config, tier, max_batch=1)
     pipeline = Pipeline([(camera, reader, analysis)], detector, frame_skip=1)
     pipeline.start()

@@ -10,7 +10,7 @@ from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
-from edge.config import Config, load_config
+from edge.config import Config, load_config, mask_urls
 from edge.core.errors import ConfigError
 from edge.detection.engines import Detector
 from edge.detection.int8.guard import calibration_root, load_guarded_detector, resolve_calibration_set
@@ -47,11 +47,11 @@ def _candidates(
             return args.name or path.stem, str(path), list(frames_from_video(path, wanted))
         raise ConfigError(f"--from {path}: no such folder or video")
     if config.cameras:
-        sources = {camera.id: camera.source for camera in config.cameras}
+        sources = {camera.id: camera.source_url() for camera in config.cameras}
         interval = max(0.2, config.calibration.collect_s / max(1, wanted * 2 // len(sources)))
         name = args.name or (config.cameras[0].id if len(sources) == 1 else config.device_id)
         frames = frames_from_cameras(sources, config.calibration.collect_s, interval)
-        return name, ", ".join(sources.values()), list(frames)
+        return name, mask_urls(", ".join(sources.values())), list(frames)
     return args.name or "synthetic", "synthetic scenes and sample images", list(builtin_frames(wanted))
 
 

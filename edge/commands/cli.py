@@ -1,6 +1,8 @@
 """`video-analysis` command line: argument parsing, one function per subcommand, and the
 mapping of errors to exit codes (DESIGN.md): 0 ok, 2 usage/config, 3 model/engine,
-4 source, 1 anything unexpected. Errors are one line on stderr; tracebacks only with --debug.
+4 source, 1 anything unexpected. Errors are one line on stderr, with URL credentials masked;
+tracebacks only with --debug. Logging is set up here (edge.runtime.logs: journald-aware); `run`
+then applies the configuration's log_level and log_format.
 """
 
 import argparse
@@ -9,8 +11,9 @@ import sys
 from typing import Callable, Dict, List, Optional
 
 from edge import __version__
-from edge.config import DEFAULT_CONFIG_PATH
+from edge.config import DEFAULT_CONFIG_PATH, mask_urls
 from edge.core.errors import VideoAnalysisError
+from edge.runtime.logs import setup_logging
 
 log = logging.getLogger("video-analysis")
 
@@ -100,7 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     with_config(sub.add_parser("run", help="run the daemon in the foreground"))
-    with_config(sub.add_parser("check-config", help="validate and print the effective configuration"))
+    check = with_config(
+        sub.add_parser(
+            "check-config",
+            help="validate the configuration and what `run` needs (models, secrets); print it, secrets masked",
+        )
+    )
+    check.add_argument(
+        "-q", "--quiet", action="store_true", help="print one line instead of the effective configuration"
+    )
 
     demo = sub.add_parser("demo", help="everything on one machine on a generated sample scene")
     demo.add_argument(
@@ -160,24 +171,29 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging("debug" if args.debug else "info")
     try:
         return COMMANDS[args.command](args)
     except VideoAnalysisError as exc:
         if args.debug:
             raise
-        print(f"video-analysis: error: {exc}", file=sys.stderr)
+        print(f"video-analysis: error: {mask_urls(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # anything unexpected: one line unless --debug
         if args.debug:
             raise
+        if isinstance(exc, ModuleNotFoundError) and exc.name == "cv2":
+            # OpenCV is an extra: a Jetson uses JetPack's own build (with GStreamer) instead.
+            print(
+                "video-analysis: error: OpenCV is not installed: pip install 'video-analysis[opencv]' "
+                "(on a Jetson, a venv with --system-site-packages uses JetPack's OpenCV)",
+                file=sys.stderr,
+            )
+            return 1
         print(
-            f"video-analysis: unexpected error: {type(exc).__name__}: {exc} (rerun with --debug)",
+            f"video-analysis: unexpected error: {type(exc).__name__}: {mask_urls(str(exc))} (rerun with --debug)",
             file=sys.stderr,
         )
         return 1

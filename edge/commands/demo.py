@@ -21,13 +21,18 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import cv2
+import numpy as np
 
+from contract import KIND_COUNTS
+from edge.commands.demo_totals import WindowTotals
+from edge.commands.overlay import overlay_with_geometry
 from edge.config import Config, parse_config
-from edge.core.analytics import render_heatmap_overlay
 from edge.core.errors import ConfigError
 from edge.core.policy import TierChange
 from edge.devkit.synthetic import Scene, ground_truth, standard_scenes, write_scene
-from edge.runtime.appliance import Appliance
+from edge.runtime.analysis import ClosedWindow
+from edge.runtime.appliance import build_appliance
+from edge.runtime.lifecycle import Appliance
 
 log = logging.getLogger(__name__)
 
@@ -99,15 +104,16 @@ def demo_config(scenes: List[Scene], videos: List[Path], out: Path, port: int, s
     )
 
 
-def _print_counts(kind: str, camera: str, window: Any, body: Dict[str, Any]) -> None:
-    if kind != "counts" or body["frames"] == 0:
+def _print_counts(closed: ClosedWindow) -> None:
+    body = closed.body
+    if closed.kind != KIND_COUNTS or body["frames"] == 0:
         return
     people = body["objects"].get("person", {})
     lines = " ".join(f"{name} in={c['in']} out={c['out']}" for name, c in body["lines"].items())
     zones = " ".join(f"{name} now={c['now']} entered={c['entered']}" for name, c in body["zones"].items())
-    stamp = time.strftime("%H:%M:%S", time.localtime(window[1]))
+    stamp = time.strftime("%H:%M:%S", time.localtime(closed.window[1]))
     print(
-        f"  [{stamp}] {camera}: {body['frames']} frames at {body['fps']:.1f} fps, "
+        f"  [{stamp}] {closed.camera}: {body['frames']} frames at {body['fps']:.1f} fps, "
         f"people now={people.get('now', 0)} max={people.get('max', 0)} | {lines} | {zones}",
         flush=True,
     )
@@ -145,15 +151,16 @@ def run_demo(args: argparse.Namespace) -> int:
             raise ConfigError(f"the aggregator's ingest could not subscribe on 127.0.0.1:{port}")
         config = demo_config(scenes, [videos[s.name] for s in scenes], out, port, args.seconds)
         print("  preparing INT8 for this machine (calibration and the accuracy guard; cached after the first run)")
-        appliance = Appliance(
+        totals = WindowTotals()
+        appliance = build_appliance(
             config,
-            sink=_print_counts,
+            sinks=[_print_counts, totals],
             on_tier_change=_print_tier,
             progress=lambda message: print(f"    {message}", flush=True),
         )
         print(
-            f"  device: {appliance.profile.platform}, {appliance.profile.cpu_cores} cores; "
-            f"{len(appliance.selection.runnable)} runnable tier(s); precision {appliance.precision.chosen} "
+            f"  device: {appliance.parts.profile.platform}, {appliance.parts.profile.cpu_cores} cores; "
+            f"{len(appliance.parts.selection.runnable)} runnable tier(s); precision {appliance.precision.chosen} "
             f"({appliance.precision.reason}); running {args.seconds:.0f} s",
             flush=True,
         )
@@ -163,16 +170,16 @@ def run_demo(args: argparse.Namespace) -> int:
             time.sleep(1.0)
             appliance.tick()
         appliance.stop_pipeline()
-        assert appliance.publisher is not None
-        delivered = appliance.publisher.wait_drained(15.0)
-        telemetry = appliance.telemetry()
+        assert appliance.parts.publisher is not None
+        delivered = appliance.parts.publisher.wait_drained(15.0)
+        telemetry = appliance.telemetry().to_wire()
         appliance.stop()
         ingest_stats = ingest.stats()
         ingest.stop()
         stored = store.messages(device=config.device_id)
         store.close()
 
-    summary = _summary(appliance, scenes, stored, delivered, telemetry, ingest_stats, out)
+    summary = _summary(appliance, totals, scenes, stored, delivered, telemetry, ingest_stats, out)
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     print(f"  summary: {out / 'summary.json'}; aggregator database: {store_path}")
     print("  the aggregator's web dashboard is not built yet: read the counts from the SQLite database above")
@@ -188,27 +195,9 @@ def expected_line_counts(truth: Any, scene: Scene, played_s: float) -> Dict[str,
     return counts
 
 
-def overlay_with_geometry(analysis: Any, camera: Any) -> Any:
-    """The heatmap over the last frame, with the camera's lines and zones drawn on it."""
-    image = render_heatmap_overlay(analysis.last_frame, analysis.heatmap_total())
-    height, width = image.shape[:2]
-
-    def pixel(point: Any) -> Any:
-        return (int(point[0] * width), int(point[1] * height))
-
-    for zone in camera.zones:
-        points = [pixel(p) for p in zone.polygon]
-        for a, b in zip(points, points[1:] + points[:1]):
-            cv2.line(image, a, b, (255, 255, 0), 2)
-        cv2.putText(image, zone.id, points[0], cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 0), 1)
-    for line in camera.lines:
-        cv2.arrowedLine(image, pixel(line.points[0]), pixel(line.points[1]), (0, 0, 255), 2, tipLength=0.03)
-        cv2.putText(image, line.id, pixel(line.points[0]), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 255), 1)
-    return image
-
-
 def _summary(
     appliance: Appliance,
+    totals: WindowTotals,
     scenes: List[Scene],
     stored: List[Any],
     delivered: bool,
@@ -218,9 +207,10 @@ def _summary(
 ) -> Dict[str, Any]:
     print("\nsummary")
     cameras: Dict[str, Any] = {}
-    for scene, camera in zip(scenes, appliance.config.cameras):
-        analysis = appliance.analyses[camera.id]
-        counted = analysis.line_totals()
+    for scene, camera in zip(scenes, appliance.parts.config.cameras):
+        last_frame = appliance.parts.analyses[camera.id].last_frame
+        camera_totals = totals.camera(camera.id)
+        counted = camera_totals.line_counts()
         stored_lines: Dict[str, Dict[str, int]] = {}
         for message in stored:
             if message.camera == camera.id and message.kind == "counts":
@@ -229,17 +219,18 @@ def _summary(
                     entry["in"] += c["in"]
                     entry["out"] += c["out"]
         truth = ground_truth(scene)
-        played_s = sum(w.frames for w in analysis.counts) / scene.fps
+        played_s = camera_totals.frames / scene.fps
         expected = expected_line_counts(truth, scene, played_s)
         heatmap_png = out / f"heatmap-{camera.id}.png"
-        if analysis.last_frame is not None and analysis.heatmaps:
-            cv2.imwrite(str(heatmap_png), overlay_with_geometry(analysis, camera))
+        if last_frame is not None:
+            grid = camera_totals.heatmap if camera_totals.heatmap is not None else np.zeros((1, 1))
+            cv2.imwrite(str(heatmap_png), overlay_with_geometry(last_frame, grid, camera))
         cameras[camera.id] = {
             "scene": scene.name,
             "counted": counted,
             "stored_by_aggregator": stored_lines,
             "ground_truth": expected,
-            "zone_entries": analysis.zone_entries(),
+            "zone_entries": camera_totals.zone_entries,
             "heatmap_png": str(heatmap_png) if heatmap_png.exists() else None,
         }
         print(

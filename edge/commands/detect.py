@@ -19,7 +19,8 @@ import numpy as np
 
 from edge.config import DEFAULT_CONFIG_PATH, Config, TierConfig, load_config
 from edge.core.errors import ConfigError, SourceError
-from edge.detection.engines import Detections, EngineOptions, create_detector, detect
+from edge.detection.engines import Detections, detect
+from edge.detection.factory import create_detector, engine_options
 from edge.detection.manifest import DEFAULT_MODELS_DIR, get_model
 from edge.runtime.sources import classify, frames_of, open_capture
 
@@ -115,16 +116,7 @@ def run_detect(args: argparse.Namespace) -> int:
     frames = frames_of(open_capture(args.path)) if live else read_frames(Path(args.path))
     first = next(frames)  # opens the source before the model loads: a bad file fails fast
     model = get_model(tier.model, config.models_dir or DEFAULT_MODELS_DIR)
-    options = EngineOptions(
-        precision=tier.precision,
-        input_size=(tier.input, tier.input),
-        keep_aspect=config.detector.keep_aspect,
-        coarse_input=config.detector.coarse_input,
-        max_batch=config.detector.max_batch,
-        score_threshold=config.detector.score_threshold,
-        nms_iou=config.detector.nms_iou,
-    )
-    detector = create_detector(tier.engine, model, options)
+    detector = create_detector(tier.engine, model, engine_options(config, tier, config.detector.max_batch))
     log.debug("detect: %s %s at %d on %s", tier.model, tier.precision, tier.input, tier.engine)
     index = 0
     try:

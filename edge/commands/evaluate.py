@@ -30,16 +30,14 @@ from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
 import cv2
 import numpy as np
 
-from edge.config import Config, TierConfig
+from edge.config import Config
 from edge.core.analytics import CameraAnalytics, CountsWindow, LineSpec
 from edge.core.detections import Detections
 from edge.core.errors import ConfigError, SourceError
 from edge.core.tracking import ByteTracker, Track, TrackerParams
-from edge.detection.engines import Detector, create_detector, detect
-from edge.detection.manifest import DEFAULT_MODELS_DIR, get_model
-from edge.device.tiers import tier_from_config
+from edge.detection.engines import Detector, detect
+from edge.detection.factory import load_tier_detector
 from edge.devkit.mot import GroundTruth, match_frame, read_mot, true_crossings
-from edge.runtime.appliance import tier_options
 
 log = logging.getLogger(__name__)
 
@@ -210,12 +208,6 @@ def video_frames(capture: cv2.VideoCapture, limit: Optional[int]) -> Iterator[np
             count += 1
     finally:
         capture.release()
-
-
-def load_tier_detector(config: Config, tier: TierConfig) -> Detector:
-    """The tier's detector with the engine options the daemon gives it (one frame per call)."""
-    model = get_model(tier.model, config.models_dir or DEFAULT_MODELS_DIR)
-    return create_detector(tier.engine, model, tier_options(config, tier_from_config(0, tier), max_batch=1))
 
 
 def _tracking_score(
@@ -503,7 +495,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     lines = [parse_line(text) for text in args.line] or config_lines(config)
     truth = read_mot(Path(args.gt))
     capture, fps, frame_size = open_video(Path(args.video))
-    detector = load_tier_detector(config, tier)
+    detector = load_tier_detector(config, tier, max_batch=1)
     index = 0 if args.tier is None else args.tier
     tier_name = f"{args.platform}[{index}] {tier.model}@{tier.input} {tier.precision} skip{tier.frame_skip}"
     samples: List[SampledFrame] = []

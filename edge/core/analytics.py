@@ -25,26 +25,18 @@ Point-in-polygon and segment tests are written here (a few numpy lines) rather t
 OpenCV, because `cv2.pointPolygonTest` handles one point per call and this runs per frame.
 """
 
-import base64
 import math
-import zlib
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
+from dataclasses import dataclass, field, replace
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 
+from contract import UINT16_MAX, CountsBody, LineCounts, ObjectCounts, ZoneCounts, tile_body
 from edge.core.tracking import Track
-
-if TYPE_CHECKING:  # the schema needs pydantic; the analytics themselves do not
-    from edge.config import CameraConfig, Config
 
 Point = Tuple[float, float]
 Window = Tuple[float, float]
 
-HEATMAP_UNIT = "person_seconds"
-HEATMAP_DTYPE = "uint16"
-HEATMAP_ENCODING = "zlib+base64"
-_UINT16_MAX = 65535
 # Beyond this many windows without frames (a clock jump), the empty ones in between are skipped.
 MAX_EMPTY_WINDOWS = 1000
 
@@ -69,7 +61,8 @@ def inside_polygon(polygon: np.ndarray, points: np.ndarray) -> np.ndarray:
     straddles = (y1 > y) != (y2 > y)
     with np.errstate(divide="ignore", invalid="ignore"):
         x_cross = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
-    return np.count_nonzero(straddles & (x < x_cross), axis=1) % 2 == 1
+    inside: np.ndarray = np.count_nonzero(straddles & (x < x_cross), axis=1) % 2 == 1
+    return inside
 
 
 def distance_to_polygon_edges(polygon: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -80,7 +73,8 @@ def distance_to_polygon_edges(polygon: np.ndarray, points: np.ndarray) -> np.nda
     ab = b - a
     t = np.clip(np.sum((p - a) * ab, axis=2) / np.maximum(np.sum(ab * ab, axis=2), 1e-12), 0.0, 1.0)
     nearest = a + t[:, :, None] * ab
-    return np.sqrt(np.min(np.sum((p - nearest) ** 2, axis=2), axis=1))
+    distances: np.ndarray = np.sqrt(np.min(np.sum((p - nearest) ** 2, axis=2), axis=1))
+    return distances
 
 
 # --- lines -----------------------------------------------------------------------------
@@ -227,36 +221,6 @@ class ZoneCounter:
 
 
 @dataclass(frozen=True)
-class Occupancy:
-    now: int
-    max: int
-    mean: float
-
-
-@dataclass(frozen=True)
-class ObjectCounts:
-    now: int
-    max: int
-    mean: float
-    unique: int
-
-
-@dataclass(frozen=True)
-class LineCounts:
-    count_in: int
-    count_out: int
-
-
-@dataclass(frozen=True)
-class ZoneCounts:
-    now: int
-    max: int
-    mean: float
-    entered: int
-    dwell_mean_s: Optional[float]  # None when nobody left the zone in the window
-
-
-@dataclass(frozen=True)
 class CountsWindow:
     """One closed counting window of one camera."""
 
@@ -277,28 +241,23 @@ class CountsWindow:
     ) -> Dict[str, object]:
         """The DESIGN.md `counts` body. The pipeline supplies what it measures (fps, target,
         tier, dropped frames); `frames` defaults to the processed frames analytics saw."""
-        return {
-            "fps": round(float(fps), 2),
-            "target_fps": float(target_fps),
-            "tier": tier,
-            "frames": self.frames if frames is None else int(frames),
-            "dropped": int(dropped),
-            "objects": {
-                name: {"now": c.now, "max": c.max, "mean": round(c.mean, 3), "unique": c.unique}
-                for name, c in self.objects.items()
-            },
-            "lines": {name: {"in": c.count_in, "out": c.count_out} for name, c in self.lines.items()},
-            "zones": {
-                name: {
-                    "now": c.now,
-                    "max": c.max,
-                    "mean": round(c.mean, 3),
-                    "entered": c.entered,
-                    "dwell_mean_s": None if c.dwell_mean_s is None else round(c.dwell_mean_s, 2),
-                }
+        return CountsBody(
+            fps=round(float(fps), 2),
+            target_fps=float(target_fps),
+            tier=tier,
+            frames=self.frames if frames is None else int(frames),
+            dropped=int(dropped),
+            objects={name: replace(c, mean=round(c.mean, 3)) for name, c in self.objects.items()},
+            lines=dict(self.lines),
+            zones={
+                name: replace(
+                    c,
+                    mean=round(c.mean, 3),
+                    dwell_mean_s=None if c.dwell_mean_s is None else round(c.dwell_mean_s, 2),
+                )
                 for name, c in self.zones.items()
             },
-        }
+        ).to_dict()
 
 
 @dataclass(frozen=True)
@@ -313,19 +272,8 @@ class HeatmapTile:
     values: np.ndarray  # (h, w) uint16
 
     def body(self) -> Dict[str, object]:
-        """The DESIGN.md `heatmap` body; data is the (h, w) uint16 array, little-endian,
-        row-major, zlib-compressed, base64-encoded."""
-        raw = np.ascontiguousarray(self.values, dtype="<u2").tobytes()
-        return {
-            "grid": list(self.grid),
-            "tile": list(self.tile),
-            "tile_size": list(self.tile_size),
-            "unit": HEATMAP_UNIT,
-            "scale": self.scale,
-            "dtype": HEATMAP_DTYPE,
-            "encoding": HEATMAP_ENCODING,
-            "data": base64.b64encode(zlib.compress(raw, 6)).decode("ascii"),
-        }
+        """The DESIGN.md `heatmap` body, encoded by the contract's tile codec."""
+        return tile_body(self.grid, self.tile, self.tile_size, self.scale, self.values).to_dict()
 
 
 @dataclass(frozen=True)
@@ -354,63 +302,12 @@ def encode_tiles(grid: np.ndarray, tile_size: Tuple[int, int]) -> List[HeatmapTi
             peak = float(block.max())
             if peak <= 0:
                 continue
-            scale = peak / _UINT16_MAX
-            values = np.clip(np.rint(block / scale), 0, _UINT16_MAX).astype(np.uint16)
+            scale = peak / UINT16_MAX
+            values = np.clip(np.rint(block / scale), 0, UINT16_MAX).astype(np.uint16)
             tiles.append(HeatmapTile((cols, rows), (tx, ty), (tw, th), scale, values))
     return tiles
 
 
-def decode_heatmap_tile(body: Dict[str, object]) -> np.ndarray:
-    """The inverse of `HeatmapTile.body()`: the (h, w) tile in person-seconds (float64)."""
-    if body.get("dtype") != HEATMAP_DTYPE or body.get("encoding") != HEATMAP_ENCODING:
-        raise ValueError(
-            f"heatmap tile: unsupported dtype/encoding {body.get('dtype')}/{body.get('encoding')}"
-        )
-    w, h = (int(v) for v in body["tile_size"])  # type: ignore[attr-defined]
-    raw = zlib.decompress(base64.b64decode(str(body["data"])))
-    values = np.frombuffer(raw, dtype="<u2")
-    if values.size != w * h:
-        raise ValueError(f"heatmap tile: {values.size} values for a {w}x{h} tile")
-    return values.reshape(h, w).astype(np.float64) * float(body["scale"])  # type: ignore[arg-type]
-
-
-def heatmap_grid_from_tiles(bodies: Iterable[Dict[str, object]]) -> np.ndarray:
-    """Sum tile bodies (one window, or many: grids are additive) into one (rows, cols) grid."""
-    grid: Optional[np.ndarray] = None
-    for body in bodies:
-        cols, rows = (int(v) for v in body["grid"])  # type: ignore[attr-defined]
-        tx, ty = (int(v) for v in body["tile"])  # type: ignore[attr-defined]
-        w, h = (int(v) for v in body["tile_size"])  # type: ignore[attr-defined]
-        if grid is None:
-            grid = np.zeros((rows, cols))
-        elif grid.shape != (rows, cols):
-            raise ValueError(f"heatmap tile: grid {cols}x{rows} differs from {grid.shape[1]}x{grid.shape[0]}")
-        tile = decode_heatmap_tile(body)
-        part = grid[ty * h : (ty + 1) * h, tx * w : (tx + 1) * w]
-        part += tile[: part.shape[0], : part.shape[1]]
-    if grid is None:
-        raise ValueError("heatmap: no tiles")
-    return grid
-
-
-def render_heatmap_overlay(
-    frame_bgr: np.ndarray, grid_person_seconds: np.ndarray, alpha: float = 0.6
-) -> np.ndarray:
-    """The frame with the heatmap blended over it (cv2's JET colormap, opacity growing with the
-    value, empty cells left clear). Returns a new BGR uint8 image of the frame's size."""
-    import cv2  # only the demo renders; keep the pure path free of it
-
-    height, width = frame_bgr.shape[:2]
-    grid = np.asarray(grid_person_seconds, np.float32)
-    peak = float(grid.max()) if grid.size else 0.0
-    if peak <= 0:
-        return frame_bgr.copy()
-    level = cv2.resize(grid / peak, (width, height), interpolation=cv2.INTER_LINEAR)
-    level = cv2.GaussianBlur(level, (0, 0), sigmaX=max(1.0, width / grid.shape[1] / 2))
-    level = np.clip(level / max(float(level.max()), 1e-9), 0.0, 1.0)
-    colours = cv2.applyColorMap((level * 255).astype(np.uint8), cv2.COLORMAP_JET)
-    weight = (alpha * np.sqrt(level))[:, :, None]
-    return (frame_bgr * (1 - weight) + colours * weight).astype(np.uint8)
 
 
 # --- per camera ------------------------------------------------------------------------
@@ -490,28 +387,6 @@ class CameraAnalytics:
         self._grid = np.zeros((heatmap_grid[1], heatmap_grid[0]))
         self._pending_counts: List[CountsWindow] = []
         self._pending_heatmaps: List[HeatmapWindow] = []
-
-    @classmethod
-    def from_config(
-        cls, config: "Config", camera: "CameraConfig", class_names: Sequence[str]
-    ) -> "CameraAnalytics":
-        """From the daemon's config and one of its cameras; `class_names` are the detector's
-        classes (index = `Track.class_id`); the classes counted are `config.detector.classes`."""
-        counts, heatmap = config.counts, config.heatmap
-        return cls(
-            class_names=class_names,
-            counted_classes=config.detector.classes,
-            lines=[LineSpec(line.id, line.points[0], line.points[1]) for line in camera.lines],
-            zones=[ZoneSpec(zone.id, tuple(zone.polygon)) for zone in camera.zones],
-            counts_window_s=counts.window_s,
-            line_min_distance=counts.line_min_distance,
-            heatmap_window_s=heatmap.window_s,
-            heatmap_grid=heatmap.grid,
-            heatmap_tile=heatmap.tile,
-            heatmap_enabled=heatmap.enabled,
-            # A track the tracker has dropped is not coming back; let zones close its dwell.
-            forget_after_s=config.tracker.buffer_s + 1.0,
-        )
 
     # --- feeding ---
 
@@ -612,7 +487,10 @@ class CameraAnalytics:
     def _close_counts(self, window: Window) -> CountsWindow:
         acc = self._acc
         seconds = acc.seconds
-        mean = lambda weighted: weighted / seconds if seconds > 0 else 0.0  # noqa: E731
+
+        def mean(weighted: float) -> float:
+            return weighted / seconds if seconds > 0 else 0.0
+
         objects = {
             name: ObjectCounts(
                 acc.now.get(name, 0),

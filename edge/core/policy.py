@@ -18,7 +18,7 @@ processed rate at the target: only the capacity shows how much headroom there is
 the current tier's capacity to its start-up measurement is the load factor (1.0 = as measured,
 0.5 = something now takes half the device); the other tiers' predictions are scaled by it.
 
-Rules (PolicyConfig):
+Rules (the `policy` section of the config, read through the `PolicyRules` protocol):
 - down: effective FPS under target x (1 - margin) for `down_after_s` → the best worse tier
   predicted (at the current load) to hold the target, so one step covers a large load change;
 - up: the next better tier predicted to hold target x headroom for `up_after_s` → one step up;
@@ -32,12 +32,36 @@ Rules (PolicyConfig):
 """
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
-from edge.config import PolicyConfig
 from edge.core.tiers import Tier
 
 Clock = Callable[[], float]
+
+
+class PolicyRules(Protocol):
+    """The rule settings the controller reads (edge.config.PolicyConfig has them); a protocol so
+    that core does not depend on the config schema (pydantic) above it."""
+
+    @property
+    def margin(self) -> float: ...
+    @property
+    def headroom(self) -> float: ...
+    @property
+    def window_s(self) -> float: ...
+    @property
+    def down_after_s(self) -> float: ...
+    @property
+    def up_after_s(self) -> float: ...
+    @property
+    def up_grace_s(self) -> float: ...
+    @property
+    def backoff_max_s(self) -> float: ...
+    @property
+    def temperature_c(self) -> float: ...
+    @property
+    def memory_percent(self) -> float: ...
+
 
 THERMAL_HYSTERESIS_C = 5.0
 MEMORY_HYSTERESIS_PERCENT = 5.0
@@ -106,7 +130,7 @@ class AdaptiveController:
         tiers: Sequence[Tier],
         predicted_fps: Sequence[float],
         target_fps: float,
-        config: PolicyConfig,
+        config: PolicyRules,
         clock: Clock,
     ) -> None:
         if not tiers:

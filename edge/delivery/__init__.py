@@ -1,1 +1,2 @@
-"""Getting data off the device: spool, outbox, MQTT transport, Home Assistant."""
+"""Getting data off the device: spool, outbox (pure state machine), MQTT transport, schedules,
+the Publisher that composes them, Home Assistant discovery."""

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, List
 
-from contract.wire import Topics
+from contract import Topics
 
 if TYPE_CHECKING:
     from edge.config import Config

@@ -1,7 +1,8 @@
-"""The model manifest (models/manifest.json): which models exist, their files and checksums.
+"""The model manifest (manifest.json): which models exist, their files and checksums.
 
 The runtime never downloads anything: a model is a set of committed files whose sha256 the
-manifest records, verified before loading (a mismatch is a corrupt model, exit code 3).
+manifest records, verified before loading (a mismatch is a corrupt model, exit code 3). The
+shipped models are package data (edge/assets/models/); config `models_dir` points elsewhere.
 """
 
 import hashlib
@@ -10,9 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Tuple
 
+from edge.assets import asset_dir
 from edge.core.errors import ModelError
 
-DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+DEFAULT_MODELS_DIR = asset_dir("models")
 
 
 @dataclass(frozen=True)

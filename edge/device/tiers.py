@@ -1,9 +1,10 @@
 """Which policy tiers this device can run, config-time checks of the tier table, and the
 per-device cache of each tier's measured speed.
 
-A tier is runnable when its model is in the manifest and its engine is available on the probed
-hardware (TensorRT needs an NVIDIA GPU and the tensorrt package; DLA needs DLA cores; ONNX Runtime
-always runs). The others are dropped, each with a reason that is logged and shown by `probe`.
+A tier is runnable when its model is in the manifest and its engine's plug-in says it can run on
+the probed hardware (edge.detection.engines: the registry's capability checks; DLA also needs DLA
+cores). The others are dropped, each with a reason that is logged and shown by `probe`. An engine
+name the registry does not know is a configuration error naming the tier's key path.
 """
 
 import json
@@ -15,9 +16,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+import numpy as np
+
 from edge.config import Config, PolicyConfig, TierConfig
 from edge.core.errors import ConfigError, ModelError
 from edge.core.tiers import Tier
+from edge.detection.engines import detect, engine_names, engine_plugin
+from edge.detection.factory import load_tier_detector
 from edge.detection.manifest import DEFAULT_MODELS_DIR, ModelSpec, load_manifest
 from edge.device.hardware import HardwareProfile
 
@@ -85,24 +90,18 @@ def _drop_reason(
     spec = manifest[tier.model]
     if spec.supported_inputs and tier.input not in spec.supported_inputs:
         return f"model {tier.model!r} cannot take input {tier.input}"
-    if tier.engine == "tensorrt":
-        if not profile.nvidia_gpu:
-            return "tensorrt needs an NVIDIA GPU (none found)"
-        if profile.tensorrt_version is None:
-            return "tensorrt needs the tensorrt Python package (not importable)"
-        if not profile.pycuda:
-            return "tensorrt needs pycuda (not importable)"
-        if tier.dla and profile.dla_cores == 0:
-            return "dla requested but this device has no DLA core"
-    if tier.engine == "onnxruntime" and profile.onnxruntime_version is None:
-        return "onnxruntime is not importable"
-    return None
+    reason = engine_plugin(tier.engine).can_run(profile)
+    if reason is None and tier.dla and profile.dla_cores == 0:
+        reason = "dla requested but this device has no DLA core"
+    return reason
 
 
 def select_tiers(
     policy: PolicyConfig, profile: HardwareProfile, manifest: Mapping[str, ModelSpec]
 ) -> TierSelection:
-    """Split the platform's tiers into runnable ones (best first) and dropped ones with reasons."""
+    """Split the platform's tiers into runnable ones (best first) and dropped ones with reasons;
+    ConfigError for an engine no plug-in registered."""
+    validate_engines(policy)
     platform, configured = tiers_for_platform(policy, profile.platform)
     runnable = []
     dropped = []
@@ -116,9 +115,23 @@ def select_tiers(
     return TierSelection(platform, tuple(runnable), tuple(dropped))
 
 
+def validate_engines(policy: PolicyConfig, source: Optional[str] = None) -> None:
+    """Refuse engine names that no plug-in registered, naming the key path."""
+    for platform, tiers in policy.tiers.items():
+        for index, tier in enumerate(tiers):
+            if tier.engine not in engine_names():
+                where = f"{source}: " if source else ""
+                raise ConfigError(
+                    f"{where}policy.tiers.{platform}[{index}].engine: unknown engine {tier.engine!r} "
+                    f"(known: {', '.join(engine_names())})"
+                )
+
+
 def validate_tiers(config: Config, manifest: Mapping[str, ModelSpec], source: Optional[str] = None) -> None:
-    """Refuse input sizes a manifest model cannot take, naming the key path. Models missing from
-    the manifest are not an error here: such tiers are dropped at run time with a reason."""
+    """Refuse engines no plug-in registered and input sizes a manifest model cannot take, naming
+    the key path. Models missing from the manifest are not an error here: such tiers are dropped
+    at run time with a reason."""
+    validate_engines(config.policy, source)
     for platform, tiers in config.policy.tiers.items():
         for index, tier in enumerate(tiers):
             spec = manifest.get(tier.model)
@@ -178,7 +191,7 @@ def predict_capacities(
     fingerprint: str,
 ) -> List[float]:
     """Processed frames per second each tier can sustain on this device: from the cache, else
-    measured once by `measure` (which runs the tier for PolicyConfig.measure_s) and cached."""
+    measured once by `measure` (e.g. `measure_tier`) and cached."""
     capacities = []
     for tier in tiers:
         cached = cache.get(fingerprint, tier)
@@ -193,3 +206,17 @@ def predict_capacities(
 
 def default_cache_path(config: Config) -> Path:
     return config.state_dir / "tier-measurements.json"
+
+
+def measure_tier(config: Config, tier: Tier, frames: int = 20) -> float:
+    """Processed frames per second of one tier on this device (single stream, batch 1)."""
+    detector = load_tier_detector(config, tier, max_batch=1)
+    try:
+        image = np.random.default_rng(0).integers(0, 255, (360, 640, 3), dtype=np.uint8)
+        detect(detector, [image])  # warm-up: first-run allocations are not the tier's speed
+        started = time.perf_counter()
+        for _ in range(frames):
+            detect(detector, [image])
+        return frames / (time.perf_counter() - started)
+    finally:
+        detector.close()

@@ -1,36 +1,40 @@
 """One camera's analysis behind the pipeline: tracker → analytics → closed windows → sinks.
 
 The pipeline calls `update` for every analysed frame and `poll` to close windows that are
-due; closed windows become DESIGN.md message bodies handed to every sink (the publisher's
-spool, the demo's printer). The tracker and the open windows live here, not in the
-pipeline, so a tier switch (another detector, another frame-skip) keeps them.
+due; each closed window becomes a `ClosedWindow` (a DESIGN.md message body with its kind,
+camera and bounds) handed to every sink (the publisher's spool, the demo's printer and
+summary). The tracker and the open windows live here, not in the pipeline, so a tier switch
+(another detector, another frame-skip) keeps them. Closed windows are not kept: whoever needs
+a history or totals keeps them in its own sink, so a device running for months holds only the
+open windows.
 """
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
+from contract import KIND_COUNTS, KIND_HEATMAP
 from edge.config import CameraConfig, Config
-from edge.core.analytics import CameraAnalytics, CountsWindow, HeatmapWindow
+from edge.core.analytics import CameraAnalytics, LineSpec, Window, ZoneSpec
 from edge.core.detections import Detections
 from edge.core.tracking import ByteTracker, TrackerParams
+from edge.runtime.pipeline import WindowStatus
 from edge.runtime.sources import Frame
-
-# (kind, camera_id, window, body): kind is "counts" or "heatmap".
-WindowSink = Callable[[str, str, Any, Dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
-class WindowStatus:
-    """The pipeline-side fields of a counts body for a camera."""
+class ClosedWindow:
+    """One message body of a closed window: a counts window, or one heatmap tile of a heatmap
+    window (a heatmap window yields one per non-empty tile)."""
 
-    fps: float
-    tier: str
-    dropped: int
+    kind: str  # contract.wire.KIND_COUNTS or KIND_HEATMAP
+    camera: str
+    window: Window
+    body: Mapping[str, Any]
 
 
-StatusSource = Callable[[str], WindowStatus]
+WindowSink = Callable[[ClosedWindow], None]
 
 
 class CameraAnalysis:
@@ -39,17 +43,15 @@ class CameraAnalysis:
         config: Config,
         camera: CameraConfig,
         sinks: Sequence[WindowSink],
-        status: Optional[StatusSource] = None,
         class_names: Sequence[str] = ("person",),
     ) -> None:
         self.camera = camera
         self.tracker = ByteTracker(TrackerParams.from_config(config.tracker))
-        self.analytics = CameraAnalytics.from_config(config, camera, class_names)
+        self.analytics = analytics_from_config(config, camera, class_names)
         self.sinks = list(sinks)
-        self.status = status
+        # The newest analysed frame (snapshots, the demo's heatmap picture); replaced as a
+        # whole, so a reader on another thread sees one frame or the next.
         self.last_frame: Optional[np.ndarray] = None
-        self.counts: List[CountsWindow] = []  # every closed counts window, for summaries
-        self.heatmaps: List[HeatmapWindow] = []
         self._final_closed = False
 
     def update(self, frame: Frame, detections: Detections, seconds: float) -> None:
@@ -58,48 +60,48 @@ class CameraAnalysis:
         self.analytics.observe(frame.timestamp, seconds, (width, height), tracks)
         self.last_frame = frame.image
 
-    def poll(self, now: float, final: bool = False) -> None:
+    def poll(self, now: float, status: WindowStatus, final: bool = False) -> None:
         """Hand closed windows to the sinks; `final` also closes the open windows (end of a
-        file, or shutdown), labelled with their nominal bounds."""
+        file, or shutdown), labelled with their nominal bounds. `status` is what the pipeline
+        measured for the counts body (covered fps, tier, dropped frames)."""
         if final:
             if self._final_closed:
                 return
             self._final_closed = True
             now = now + max(self.analytics.counts_window_s, self.analytics.heatmap_window_s)
         closed = self.analytics.close_due(now)
-        status = self.status(self.camera.id) if self.status else WindowStatus(0.0, "", 0)
         for window in closed.counts:
-            self.counts.append(window)
             body = window.body(
                 fps=status.fps,
                 target_fps=self.camera.target_fps,
                 tier=status.tier,
                 dropped=status.dropped,
             )
-            for sink in self.sinks:
-                sink("counts", self.camera.id, window.window, body)
+            self._emit(ClosedWindow(KIND_COUNTS, self.camera.id, window.window, body))
         for heatmap in closed.heatmaps:
-            self.heatmaps.append(heatmap)
             for body in heatmap.bodies():
-                for sink in self.sinks:
-                    sink("heatmap", self.camera.id, heatmap.window, body)
+                self._emit(ClosedWindow(KIND_HEATMAP, self.camera.id, heatmap.window, body))
 
-    def line_totals(self) -> Dict[str, Dict[str, int]]:
-        totals: Dict[str, Dict[str, int]] = {}
-        for window in self.counts:
-            for line_id, counts in window.lines.items():
-                entry = totals.setdefault(line_id, {"in": 0, "out": 0})
-                entry["in"] += counts.count_in
-                entry["out"] += counts.count_out
-        return totals
+    def _emit(self, closed: ClosedWindow) -> None:
+        for sink in self.sinks:
+            sink(closed)
 
-    def zone_entries(self) -> Dict[str, int]:
-        totals: Dict[str, int] = {}
-        for window in self.counts:
-            for zone_id, counts in window.zones.items():
-                totals[zone_id] = totals.get(zone_id, 0) + counts.entered
-        return totals
 
-    def heatmap_total(self) -> np.ndarray:
-        grids = [h.grid for h in self.heatmaps]
-        return np.sum(grids, axis=0) if grids else np.zeros((1, 1))
+def analytics_from_config(config: Config, camera: CameraConfig, class_names: Sequence[str]) -> CameraAnalytics:
+    """A camera's analytics from the daemon's config; `class_names` are the detector's classes
+    (index = `Track.class_id`); the classes counted are `config.detector.classes`."""
+    counts, heatmap = config.counts, config.heatmap
+    return CameraAnalytics(
+        class_names=class_names,
+        counted_classes=config.detector.classes,
+        lines=[LineSpec(line.id, line.points[0], line.points[1]) for line in camera.lines],
+        zones=[ZoneSpec(zone.id, tuple(zone.polygon)) for zone in camera.zones],
+        counts_window_s=counts.window_s,
+        line_min_distance=counts.line_min_distance,
+        heatmap_window_s=heatmap.window_s,
+        heatmap_grid=heatmap.grid,
+        heatmap_tile=heatmap.tile,
+        heatmap_enabled=heatmap.enabled,
+        # A track the tracker has dropped is not coming back; let zones close its dwell.
+        forget_after_s=config.tracker.buffer_s + 1.0,
+    )

@@ -8,6 +8,12 @@ and analytics) in order while the worker already runs the next inference. Which 
 active tier: one analysed frame per `frame_skip / target_fps` seconds of source time, so the
 analysed frames cover the camera's target rate. Tier switches swap the detector between
 batches; analysers (tracker state, open windows) are kept.
+
+Threads and the state they own: the worker owns the camera order (a rotation index over a
+tuple nobody mutates) and each camera's pacing; the per-camera counters it writes (processed,
+skipped, recent processing times) are guarded by one lock, so `stats()` reads a consistent
+snapshot from any thread (the analysis and telemetry threads, the main loop). The analysis
+thread gets everything it needs in its job, including the counts body's fps/tier/drops.
 """
 
 import logging
@@ -22,11 +28,20 @@ import numpy as np
 
 from edge.config import CameraConfig
 from edge.detection.engines.base import Detections, Detector
-from edge.runtime.sources import Frame, SourceReader
+from edge.runtime.sources import Frame, FrameSource
 
 log = logging.getLogger(__name__)
 
 STAGES = ("decode", "preprocess", "inference", "postprocess", "analysis")
+
+
+@dataclass(frozen=True)
+class WindowStatus:
+    """The pipeline-side fields of a counts body for a camera."""
+
+    fps: float  # covered fps: analysed fps × frame_skip, compared with the target
+    tier: str
+    dropped: int
 
 
 class FrameAnalyser(Protocol):
@@ -34,7 +49,7 @@ class FrameAnalyser(Protocol):
 
     def update(self, frame: Frame, detections: Detections, seconds: float) -> None: ...
 
-    def poll(self, now: float, final: bool = False) -> None: ...
+    def poll(self, now: float, status: WindowStatus, final: bool = False) -> None: ...
 
 
 class StageTimer:
@@ -67,10 +82,11 @@ class StageTimer:
 
 @dataclass
 class CameraRuntime:
-    """One camera's state inside the pipeline."""
+    """One camera's state inside the pipeline; written only by the worker (counters under the
+    pipeline's counter lock)."""
 
     config: CameraConfig
-    reader: SourceReader
+    source: FrameSource
     analyser: FrameAnalyser
     processed: int = 0
     skipped: int = 0  # frames read but not due under the frame-skip/target pacing
@@ -106,13 +122,14 @@ class _AnalysisJob:
 
     camera: CameraRuntime
     now: float
+    status: WindowStatus
     final: bool = False
     frame: Optional[Frame] = None
     detections: Optional[Detections] = None
     seconds: float = 0.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class CameraStats:
     camera_id: str
     processed: int
@@ -124,22 +141,36 @@ class CameraStats:
     covered_fps: float  # analysed fps × frame_skip, compared with the target
 
 
+@dataclass(frozen=True)
+class _Settings:
+    """What a tier sets in the pipeline, swapped as one between batches."""
+
+    detector: Detector
+    frame_skip: int
+    tier_name: str
+
+
 class Pipeline:
     def __init__(
         self,
-        cameras: Sequence[Tuple[CameraConfig, SourceReader, FrameAnalyser]],
+        cameras: Sequence[Tuple[CameraConfig, FrameSource, FrameAnalyser]],
         detector: Detector,
         frame_skip: int = 1,
         clock: Callable[[], float] = time.time,
         fps_window_s: float = 5.0,
+        tier_name: str = "",
     ) -> None:
-        self.cameras = [CameraRuntime(config, reader, analyser) for config, reader, analyser in cameras]
+        # A tuple: its order never changes; the worker rotates where it starts instead.
+        self.cameras: Tuple[CameraRuntime, ...] = tuple(
+            CameraRuntime(config, source, analyser) for config, source, analyser in cameras
+        )
         self.timer = StageTimer()
-        self._detector = detector
-        self._frame_skip = frame_skip
+        self._settings = _Settings(detector, frame_skip, tier_name)
         self._clock = clock
         self._fps_window_s = fps_window_s
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _settings and _retired
+        self._counters = threading.Lock()  # guards every CameraRuntime's counters
+        self._first = 0  # the camera the next collection starts at (worker only)
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self.error: Optional[BaseException] = None
@@ -148,38 +179,43 @@ class Pipeline:
         # Bounded, so analysis that falls behind slows the worker instead of piling up frames.
         self._analysis_queue: queue.Queue[Optional[_AnalysisJob]] = queue.Queue(maxsize=16)
         self._analysis_thread: Optional[threading.Thread] = None
-        # Readers set it on every new frame, so the idle worker wakes at once instead of polling.
+        # Sources set it on every new frame, so the idle worker wakes at once instead of polling.
         self._frame_ready = threading.Event()
         for camera in self.cameras:
-            camera.reader.frame_ready = self._frame_ready
+            camera.source.frame_ready = self._frame_ready
 
     @property
     def frame_skip(self) -> int:
-        return self._frame_skip
+        with self._lock:
+            return self._settings.frame_skip
 
-    def apply_tier(self, detector: Detector, frame_skip: int) -> None:
+    def apply_tier(self, detector: Detector, frame_skip: int, tier_name: str = "") -> None:
         """Swap the detector and frame-skip between batches; the worker closes the old
         detector once it has finished the batch it may be running on it."""
         with self._lock:
-            self._retired.append(self._detector)
-            self._detector, self._frame_skip = detector, frame_skip
+            self._retired.append(self._settings.detector)
+            self._settings = _Settings(detector, frame_skip, tier_name)
 
     def start(self) -> None:
         for camera in self.cameras:
-            camera.reader.start()
+            camera.source.start()
         self._analysis_thread = threading.Thread(target=self._run_analysis, name="analysis", daemon=True)
         self._analysis_thread.start()
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop the worker and the sources; the analysers close their open windows (partial
+        windows with their nominal bounds, so nothing counted is lost)."""
         self._stop.set()
         self._frame_ready.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        if self._thread is None or not self._thread.is_alive():
+            self._close_windows(self._clock())
         self._finish_analysis()
         for camera in self.cameras:
-            camera.reader.stop()
+            camera.source.stop()
 
     def join(self, timeout: Optional[float] = None) -> bool:
         """Wait until every (file) source is finished; True when the worker ended."""
@@ -195,38 +231,48 @@ class Pipeline:
         return self._thread is not None and self._thread.is_alive()
 
     def stats(self) -> List[CameraStats]:
+        """A snapshot of every camera's counters; safe from any thread."""
         now = self._clock()
-        out = []
-        for camera in self.cameras:
+        frame_skip = self.frame_skip
+        with self._counters:
+            return [self._camera_stats(camera, now, frame_skip) for camera in self.cameras]
+
+    def _camera_stats(self, camera: CameraRuntime, now: float, frame_skip: int) -> CameraStats:
+        fps = camera.fps(now, self._fps_window_s)
+        return CameraStats(
+            camera_id=camera.config.id,
+            processed=camera.processed,
+            skipped=camera.skipped,
+            dropped=camera.source.stats.frames_dropped,
+            reconnects=camera.source.stats.reconnects,
+            connected=camera.source.stats.connected,
+            fps=round(fps, 2),
+            covered_fps=round(fps * frame_skip, 2),
+        )
+
+    def _status(self, camera: CameraRuntime, now: float, settings: _Settings) -> WindowStatus:
+        """The counts-body fields of a camera (worker thread, or after the worker ended)."""
+        with self._counters:
             fps = camera.fps(now, self._fps_window_s)
-            out.append(
-                CameraStats(
-                    camera_id=camera.config.id,
-                    processed=camera.processed,
-                    skipped=camera.skipped,
-                    dropped=camera.reader.stats.frames_dropped,
-                    reconnects=camera.reader.stats.reconnects,
-                    connected=camera.reader.stats.connected,
-                    fps=round(fps, 2),
-                    covered_fps=round(fps * self._frame_skip, 2),
-                )
-            )
-        return out
+        return WindowStatus(round(fps * settings.frame_skip, 2), settings.tier_name, camera.source.stats.frames_dropped)
 
     def _collect(self, max_batch: int, frame_skip: int) -> List[Tuple[CameraRuntime, Frame]]:
         batch: List[Tuple[CameraRuntime, Frame]] = []
-        for camera in self.cameras:
-            frame = camera.reader.take()
+        count = len(self.cameras)
+        for offset in range(count):
+            camera = self.cameras[(self._first + offset) % count]
+            frame = camera.source.take()
             if frame is None:
                 continue
             if not camera.due(frame, frame_skip):
-                camera.skipped += 1
+                with self._counters:
+                    camera.skipped += 1
                 continue
             batch.append((camera, frame))
             if len(batch) >= max_batch:
                 break
-        # Rotate so no camera is always first when the batch is full.
-        self.cameras.append(self.cameras.pop(0))
+        # Start one camera later next time, so no camera is always first when the batch is full.
+        self._first = (self._first + 1) % count
         return batch
 
     def _run(self) -> None:
@@ -248,6 +294,21 @@ class Pipeline:
                 if self._analysis_thread is None or not self._analysis_thread.is_alive():
                     raise RuntimeError("the analysis thread has stopped") from self.error
 
+    def _close_windows(self, now: float) -> None:
+        """Queue the final close of every camera's windows (the worker has ended). A file
+        read faster than real time is ahead of the clock: its windows close from its last
+        frame's time, so none stays open."""
+        if self._analysis_thread is None or not self._analysis_thread.is_alive():
+            return
+        with self._lock:
+            settings = self._settings
+        try:
+            for camera in self.cameras:
+                end = max(now, camera.last_timestamp if camera.last_timestamp is not None else now)
+                self._queue_analysis(_AnalysisJob(camera, end, self._status(camera, now, settings), final=True))
+        except RuntimeError:
+            log.warning("open windows not closed: the analysis thread has stopped")
+
     def _finish_analysis(self) -> None:
         """Let the analysis thread drain what the worker queued, then end it."""
         if self._analysis_thread is not None and self._analysis_thread.is_alive():
@@ -263,7 +324,7 @@ class Pipeline:
                 started = time.perf_counter()
                 if job.frame is not None and job.detections is not None:
                     job.camera.analyser.update(job.frame, job.detections, job.seconds)
-                job.camera.analyser.poll(job.now, final=job.final)
+                job.camera.analyser.poll(job.now, job.status, final=job.final)
                 if job.frame is not None:
                     self.timer.add("analysis", time.perf_counter() - started)
             except BaseException as exc:
@@ -274,27 +335,30 @@ class Pipeline:
     def _loop(self) -> None:
         while not self._stop.is_set():
             with self._lock:
-                detector, frame_skip = self._detector, self._frame_skip
+                settings = self._settings
                 retired, self._retired = self._retired, []
             for old in retired:
                 old.close()
             self._frame_ready.clear()  # before collecting: a frame arriving after this sets it again
-            batch = self._collect(max(1, detector.max_batch), frame_skip)
+            batch = self._collect(max(1, settings.detector.max_batch), settings.frame_skip)
             if not batch:
-                if all(camera.reader.finished for camera in self.cameras):
+                if all(camera.source.finished for camera in self.cameras):
                     for camera in self.cameras:
                         end = camera.last_timestamp if camera.last_timestamp is not None else self._clock()
-                        self._queue_analysis(_AnalysisJob(camera, end, final=True))
+                        self._queue_analysis(
+                            _AnalysisJob(camera, end, self._status(camera, self._clock(), settings), final=True)
+                        )
                     return
                 now = self._clock()
                 for camera in self.cameras:
-                    if camera.reader.realtime:
-                        self._queue_analysis(_AnalysisJob(camera, now))
+                    if camera.source.realtime:
+                        self._queue_analysis(_AnalysisJob(camera, now, self._status(camera, now, settings)))
                 self._frame_ready.wait(0.1)
                 continue
-            self._process(detector, frame_skip, batch)
+            self._process(settings, batch)
 
-    def _process(self, detector: Detector, frame_skip: int, batch: List[Tuple[CameraRuntime, Frame]]) -> None:
+    def _process(self, settings: _Settings, batch: List[Tuple[CameraRuntime, Frame]]) -> None:
+        detector, frame_skip = settings.detector, settings.frame_skip
         images = [frame.image for _, frame in batch]
         t0 = time.perf_counter()
         prepared = detector.preprocess(images)
@@ -310,10 +374,18 @@ class Pipeline:
         for (camera, frame), detections in zip(batch, results):
             self.timer.add("decode", frame.decode_s)
             seconds = camera.seconds_for(frame, frame_skip)
+            with self._counters:
+                camera.processed += 1
+                camera.last_timestamp = frame.timestamp
+                camera.processed_times.append(now)
             self._queue_analysis(
-                _AnalysisJob(camera, frame.timestamp, frame=frame, detections=detections, seconds=seconds)
+                _AnalysisJob(
+                    camera,
+                    frame.timestamp,
+                    self._status(camera, now, settings),
+                    frame=frame,
+                    detections=detections,
+                    seconds=seconds,
+                )
             )
-            camera.processed += 1
-            camera.last_timestamp = frame.timestamp
-            camera.processed_times.append(now)
         self.batches += 1

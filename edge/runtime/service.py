@@ -1,7 +1,9 @@
 """The daemon under systemd: READY once the pipeline runs, WATCHDOG pings from the main loop (a
 hung pipeline stops them and systemd restarts us), STOPPING on SIGTERM, and SIGHUP reloads the
 configuration (the appliance is rebuilt; the spool and its seq counter survive, so nothing
-accepted is lost).
+accepted is lost). While the appliance prepares (probe, tier measurement, INT8 quantisation: a
+minute or more on a Pi or a Nano when install time did not prepare it), EXTEND_TIMEOUT_USEC
+keeps pushing systemd's start timeout ahead, so a slow first start is not killed.
 
 sd_notify is a datagram on $NOTIFY_SOCKET: written here in a few lines rather than adding
 python-systemd, which needs libsystemd headers to build on a device.
@@ -13,12 +15,13 @@ import signal
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 from edge.config import Config, load_config
 from edge.core.errors import ConfigError, VideoAnalysisError
-from edge.runtime.appliance import Appliance
+from edge.runtime.appliance import build_appliance
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,33 @@ def sd_notify(message: str) -> bool:
     return True
 
 
+# Every EXTEND_PERIOD_S while preparing, ask for EXTEND_BY_S more: a preparation that hangs still
+# times out EXTEND_BY_S after its last sign of life.
+EXTEND_PERIOD_S = 10.0
+EXTEND_BY_S = 30.0
+
+
+@contextmanager
+def extending_start_timeout(status: str, period_s: float = EXTEND_PERIOD_S) -> Iterator[None]:
+    """Send STATUS once and EXTEND_TIMEOUT_USEC now and every `period_s` until the block ends."""
+    if not sd_notify(f"STATUS={status}\nEXTEND_TIMEOUT_USEC={int(EXTEND_BY_S * 1e6)}"):
+        yield
+        return
+    done = threading.Event()
+
+    def extend() -> None:
+        while not done.wait(period_s):
+            sd_notify(f"EXTEND_TIMEOUT_USEC={int(EXTEND_BY_S * 1e6)}")
+
+    thread = threading.Thread(target=extend, name="extend-timeout", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
 class _Signals:
     def __init__(self) -> None:
         self.stop = threading.Event()
@@ -51,9 +81,10 @@ def run_daemon(config: Config, config_path: Optional[Path] = None) -> int:
     watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0"))
     ping_every = watchdog_usec / 2e6 if watchdog_usec else 0.0
     while True:
-        appliance = Appliance(config)
+        with extending_start_timeout("preparing: probe, tier measurement, INT8 calibration"):
+            appliance = build_appliance(config)
         appliance.start()
-        sd_notify(f"READY=1\nSTATUS=running tier {appliance.controller.tier.name}")
+        sd_notify(f"READY=1\nSTATUS=running tier {appliance.parts.controller.tier.name}")
         log.info("running: device %s, %d camera(s)", config.device_id, len(config.cameras))
         last_ping = 0.0
         try:

@@ -5,6 +5,9 @@ frames replaced before the pipeline took them are counted as drops. A file sourc
 plays at its native rate (like a camera, same latest-frame rule) or as fast as the consumer
 takes frames (no drops: for tests, calibration and benchmarks). Live sources reconnect with
 exponential backoff; a one-shot command gets a SourceError instead.
+
+The pipeline depends on the `FrameSource` protocol, not on OpenCV: `SourceReader` implements
+it for real sources, and tests feed the pipeline with sources that need no video file.
 """
 
 import itertools
@@ -13,11 +16,12 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional
+from typing import Callable, Generator, List, Optional, Protocol
 
 import cv2
 import numpy as np
 
+from edge.config import mask_urls
 from edge.core.errors import SourceError
 
 log = logging.getLogger(__name__)
@@ -39,6 +43,24 @@ class SourceStats:
     reconnects: int = 0
     connected: bool = False
     last_error: str = ""
+
+
+class FrameSource(Protocol):
+    """What the pipeline reads frames from (one camera)."""
+
+    realtime: bool  # keeps only the newest frame (a camera); else hands over every frame
+    finished: bool  # a finite source reached its end
+    stats: SourceStats
+    # Set by the pipeline before `start`: the source sets it on every new frame and at its end.
+    frame_ready: Optional[threading.Event]
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def take(self, timeout: float = 0.0) -> Optional[Frame]:
+        """The newest frame not yet taken (None when there is none)."""
+        ...
 
 
 def has_gstreamer() -> bool:
@@ -89,7 +111,7 @@ def open_capture(source: str) -> cv2.VideoCapture:
         return capture
     if kind in ("csi", "gstreamer"):
         if not has_gstreamer():
-            raise SourceError(f"{source}: this OpenCV has no GStreamer (use the system OpenCV on Jetson)")
+            raise SourceError(f"{redact(source)}: this OpenCV has no GStreamer (use the system OpenCV on Jetson)")
         pipeline = csi_pipeline(int(source[len("csi://") :])) if kind == "csi" else source[len("gst:") :]
         capture = cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER)
     elif kind == "v4l2":
@@ -108,17 +130,12 @@ def open_capture(source: str) -> cv2.VideoCapture:
 
 
 def redact(source: str) -> str:
-    """An RTSP URL without its password, for logs and errors."""
-    if "://" in source and "@" in source:
-        scheme, rest = source.split("://", 1)
-        credentials, host = rest.split("@", 1)
-        user = credentials.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
-    return source
+    """A source without its credentials, for logs and errors."""
+    return mask_urls(source)
 
 
 class SourceReader:
-    """Reads one source on its own thread and hands out frames.
+    """Reads one source on its own thread and hands out frames (a `FrameSource`).
 
     `latest=True`: keep only the newest frame (live cameras, files played in real time).
     `latest=False`: hand over every frame, blocking the reader until it is taken.
@@ -249,7 +266,7 @@ class SourceReader:
             index += 1
 
 
-def frames_of(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
+def frames_of(capture: cv2.VideoCapture) -> Generator[np.ndarray, None, None]:
     """The frames of an opened capture until it ends; the capture is released after."""
     try:
         ok, image = capture.read()

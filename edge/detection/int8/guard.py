@@ -1,9 +1,12 @@
-"""INT8 calibration, the accuracy guard and the `calibrate` / `build-engine` commands.
+"""INT8 calibration and the accuracy guard (used by the daemon and the `calibrate` /
+`build-engine` commands).
 
-`load_guarded_detector` is what the daemon calls for a tier: for INT8 it quantises (ONNX Runtime,
-cached) or builds (TensorRT, cached) from the calibration set, compares the INT8 detector with
-FP32 on the set's held-out frames, and uses INT8 only when the agreement reaches the floor;
-otherwise it falls back to FP16 (TensorRT) or FP32 and logs why. The decision is a dataclass the
+`load_guarded_detector` is what the daemon calls for a tier: for INT8 it quantises the model
+with ONNX Runtime (cached) for engines that run a quantised file, or hands the calibration frames
+to engines that calibrate INT8 themselves (the registry's `calibrates_int8`, e.g. TensorRT),
+compares the INT8 detector with FP32 on the set's held-out frames, and uses INT8 only when the
+agreement reaches the floor; otherwise it falls back to the engine's `int8_fallback` precision
+(FP16 on TensorRT, FP32 elsewhere) and logs why. The decision is a dataclass the
 daemon publishes in telemetry.
 
 When the held-out frames give FP32 too few boxes to judge by (an empty scene, a broken set),
@@ -14,7 +17,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Optional, Protocol, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -22,11 +25,20 @@ from edge.config import Config
 from edge.core.accuracy import MIN_REFERENCE_BOXES, AgreementReport, PrecisionDecision, compare, judge
 from edge.core.detections import Detections
 from edge.core.errors import ModelError
-from edge.detection.engines import Detector, EngineOptions, create_detector, detect
+from edge.core.tiers import Tier
+from edge.detection.engines import REFERENCE_ENGINE, CalibrationSource, Detector, EngineOptions, detect, engine_plugin
+from edge.detection.factory import (
+    TierLike,
+    cache_dir,
+    create_detector,
+    engine_options,
+    tier_model,
+    tracking_score_threshold,
+)
+from edge.detection.families import family_for
 from edge.detection.int8.quantize import QuantizeResult, quantize_cached
 from edge.detection.int8.sets import (
     BUILTIN_SET,
-    REPO_CALIBRATION_DIR,
     CalibrationFrame,
     CalibrationSet,
     FrameTensorReader,
@@ -36,38 +48,19 @@ from edge.detection.int8.sets import (
     load_images,
     load_set,
 )
+from edge.detection.int8.tables import calibration_table_path
 from edge.detection.manifest import ModelFile, ModelSpec, sha256_of
 
 log = logging.getLogger(__name__)
 
 
-class TierLike(Protocol):
-    """What the guard needs of a tier (edge.device.tiers.Tier and config.TierConfig both have it)."""
-
-    model: str
-    precision: str
-    engine: str
-    input: int
-    dla: bool
-
-
 def calibration_root(config: Config) -> Path:
-    """config.calibration.dir, else the checkout's calibration/ when writable, else state_dir."""
+    """config.calibration.dir, else <state_dir>/calibration."""
     if config.calibration.dir is not None:
         return Path(config.calibration.dir)
-    if REPO_CALIBRATION_DIR.is_dir() and _writable(REPO_CALIBRATION_DIR):
-        return REPO_CALIBRATION_DIR
     return config.state_dir / "calibration"
 
 
-def _writable(path: Path) -> bool:
-    import os
-
-    return os.access(str(path), os.W_OK)
-
-
-def cache_dir(config: Config) -> Path:
-    return config.state_dir / "cache"
 
 
 def resolve_calibration_set(config: Config, progress: Optional[Progress] = None) -> CalibrationSet:
@@ -79,18 +72,6 @@ def resolve_calibration_set(config: Config, progress: Optional[Progress] = None)
     if sets:
         return load_set(sets[0])
     return ensure_builtin_set(root, progress=progress)
-
-
-def engine_options(config: Config, tier: TierLike, max_batch: Optional[int] = None) -> EngineOptions:
-    return EngineOptions(
-        precision=tier.precision,
-        input_size=(tier.input, tier.input),
-        max_batch=max_batch or config.detector.max_batch,
-        score_threshold=config.detector.score_threshold,
-        nms_iou=config.detector.nms_iou,
-        dla_core=0 if tier.dla else -1,
-        cache_dir=str(cache_dir(config)),
-    )
 
 
 def with_int8_file(model: ModelSpec, path: Path) -> ModelSpec:
@@ -110,23 +91,17 @@ def quantize_for(
     input size, so one INT8 model, calibrated at its native size, serves all its tiers (a tier
     change then needs no new calibration; the guard still checks agreement at the tier's size);
     YOLO exports have a fixed input, calibrated at the tier's size."""
-    from edge.detection.engines.onnxruntime import preprocess_ssd, preprocess_yolo
-
     native = model.family == "ssd"
     chosen = model.input_size if native else options.input_size
     size = (int(chosen[0]), int(chosen[1]))
-
-    def preprocess(images: Sequence[np.ndarray]) -> np.ndarray:
-        if model.family == "ssd":
-            return preprocess_ssd(images, size)
-        return preprocess_yolo(images, size)[0]
+    family = family_for(model, dataclasses.replace(options, input_size=size))
 
     return quantize_cached(
         model.file("fp32"),
         model.name,
         set_hash,
         size,
-        lambda input_name: FrameTensorReader(frames, preprocess, input_name),
+        lambda input_name: FrameTensorReader(frames, family.tensor, input_name),
         cache,
         progress=progress,
     )
@@ -157,7 +132,7 @@ def _above(detections: List[Detections], threshold: float) -> List[Detections]:
 
 
 def agreement(
-    candidate: Any,
+    candidate: Detector,
     reference: Detector,
     held_out: Sequence[CalibrationFrame],
     score_threshold: float,
@@ -222,32 +197,28 @@ def load_guarded_detector(
     progress: Optional[Progress] = None,
 ) -> Tuple[Detector, PrecisionDecision]:
     """The detector for a tier, INT8 only when it agrees with FP32 above the floor."""
-    options = options or engine_options(config, tier)
+    options = options or engine_options(config, tier, config.detector.max_batch)
     if tier.precision != "int8":
         detector = create_detector(tier.engine, model, options)
         return detector, _decision(tier, tier.precision, True, f"{tier.precision} requested", config)
+    plugin = engine_plugin(tier.engine)
     calibration_set = resolve_calibration_set(config, progress)
     calibration_frames, held_out = calibration_set.split(config.calibration.holdout_fraction)
     set_hash = calibration_set.content_hash()
-    reference = create_detector("onnxruntime", model, dataclasses.replace(options, precision="fp32"))
-    candidate: Optional[Any] = None
+    reference = create_detector(REFERENCE_ENGINE, model, dataclasses.replace(options, precision="fp32"))
+    candidate: Optional[Detector] = None
     model_path = ""
     try:
-        if tier.engine == "tensorrt":
-            from edge.detection.engines import tensorrt as trt_engine
-
-            source = trt_engine.CalibrationSource(
-                calibration_frames,
-                trt_engine.calibration_table_path(calibration_set.directory, model, options, set_hash),
-            )
-            candidate = trt_engine.TensorRTDetector(model, options, source)
-            model_path = str(candidate.engine_path)
+        if plugin.calibrates_int8:
+            table = calibration_table_path(tier.engine, calibration_set.directory, model, options, set_hash)
+            source = CalibrationSource(calibration_frames, table)
+            candidate = create_detector(tier.engine, model, options, source)
         else:
             quantized = quantize_for(
                 model, options, calibration_frames, set_hash, cache_dir(config), progress
             )
-            candidate = create_detector("onnxruntime", with_int8_file(model, quantized.path), options)
-            model_path = str(quantized.path)
+            candidate = create_detector(tier.engine, with_int8_file(model, quantized.path), options)
+        model_path = str(candidate.artifact)
         report = agreement(
             candidate,
             reference,
@@ -259,7 +230,7 @@ def load_guarded_detector(
     except ModelError as exc:
         report = None
         reason = f"INT8 model unavailable: {exc}"
-    built_precision = getattr(candidate, "precision", "int8")
+    built_precision = candidate.precision if candidate is not None else "int8"
     if reason is None and built_precision == "int8":
         reference.close()
         assert candidate is not None
@@ -274,10 +245,10 @@ def load_guarded_detector(
         return candidate, _decision(
             tier, "int8", True, "agreement above the floor", config, report, calibration_set.name, model_path
         )
-    if reason is None:  # TensorRT itself fell back (no fast INT8, build failure)
+    if reason is None:  # the engine itself fell back (no fast INT8, build failure)
         assert candidate is not None
         reference.close()
-        why = "; ".join(f"{k}: {v}" for k, v in getattr(candidate, "fallback_reasons", {}).items())
+        why = "; ".join(f"{k}: {v}" for k, v in candidate.fallback_reasons.items())
         log.warning(
             "%s: INT8 not available on this engine (%s); running %s", model.name, why, built_precision
         )
@@ -286,13 +257,29 @@ def load_guarded_detector(
         )
     if candidate is not None:
         candidate.close()
-    fallback = "fp16" if tier.engine == "tensorrt" else "fp32"
+    fallback = plugin.int8_fallback
     log.warning("%s: INT8 refused: %s; falling back to %s", model.name, reason, fallback)
-    if tier.engine == "onnxruntime":
-        detector = reference
+    if tier.engine == REFERENCE_ENGINE and fallback == "fp32":
+        chosen: Detector = reference
     else:
         reference.close()
-        detector = create_detector(tier.engine, model, dataclasses.replace(options, precision=fallback))
-    return detector, _decision(
+        chosen = create_detector(tier.engine, model, dataclasses.replace(options, precision=fallback))
+    return chosen, _decision(
         tier, fallback, False, reason, config, report, calibration_set.name, model_path
     )
+
+
+def log_progress(message: str) -> None:
+    log.info("calibration: %s", message)
+
+
+def load_guarded_tier_detector(
+    config: Config, tier: Tier, max_batch: int, progress: Callable[[str], None] = log_progress
+) -> Tuple[Detector, PrecisionDecision]:
+    """The detector the daemon runs for a tier: its score threshold is the tracker's (see
+    edge.detection.factory.tracking_score_threshold); INT8 is calibrated on this device's
+    calibration set and used only when it agrees with FP32 above `calibration.agreement_floor`."""
+    options = engine_options(config, tier, max_batch, tracking_score_threshold(config))
+    detector, decision = load_guarded_detector(config, tier, tier_model(config, tier), options, progress)
+    log.info("precision for %s: %s (%s)", tier.name, decision.chosen, decision.reason)
+    return detector, decision

@@ -5,6 +5,8 @@ A set is identified by the hash of its frames, so everything derived from it (qu
 TensorRT calibration tables) is rebuilt when the frames change. Every k-th frame is held out
 (never used to calibrate) so the accuracy guard checks INT8 on frames it was not tuned on;
 taking every k-th rather than the last k keeps both parts spread over the whole collection.
+The built-in set (used when the device has no set of its own) is package data in the same form,
+edge/assets/calibration/builtin/, rendered once by calibration/make_builtin_set.py.
 
 Near-duplicates are dropped with a difference hash (dHash: a 9x8 grey thumbnail, one bit per
 horizontal gradient sign) compared by Hamming distance. It is a few lines of numpy; the library
@@ -16,6 +18,7 @@ its __subclasshook__ accepts) without importing onnxruntime.quantization, which 
 
 import json
 import logging
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -25,15 +28,13 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence,
 import cv2
 import numpy as np
 
+from edge.assets import asset_dir
 from edge.core.errors import ConfigError, SourceError
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".ts")
 MANIFEST = "manifest.json"
-# The checkout's calibration/ folder (next to models/); installed devices use <state_dir>/calibration.
-REPO_CALIBRATION_DIR = Path(__file__).resolve().parents[3] / "calibration"
 BUILTIN_SET = "builtin"
 JPEG_QUALITY = 95
 Box = Tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels
@@ -212,41 +213,19 @@ def frames_from_cameras(
             capture.release()
 
 
-def sample_images() -> Iterator[CandidateFrame]:
-    """The real photographs that ship inside registry packages (no download): scikit-image's
-    astronaut and matplotlib's grace_hopper.jpg."""
-    try:
-        import matplotlib.cbook
-        import matplotlib.image
-        from skimage import data
-    except ImportError:
-        return
-    yield CandidateFrame(np.ascontiguousarray(data.astronaut()[:, :, ::-1]), "skimage:astronaut")
-    hopper = matplotlib.image.imread(
-        str(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
-    )
-    yield CandidateFrame(np.ascontiguousarray(hopper[:, :, ::-1]), "matplotlib:grace_hopper")
-
-
-def synthetic_frames(count: int) -> Iterator[CandidateFrame]:
-    """Frames spread over the standard synthetic scenes, with their ground-truth boxes."""
-    from edge.devkit import synthetic
-
-    scenes = synthetic.standard_scenes()
-    per_scene = max(1, count // len(scenes))
-    for scene in scenes:
-        truth = synthetic.ground_truth(scene)
-        for index in np.linspace(0, scene.frame_count - 1, per_scene).round().astype(int):
-            labels = tuple(_box(b.box) for b in truth.boxes[index])
-            yield CandidateFrame(
-                synthetic.render(scene, int(index)), f"synthetic:{scene.name}#{index}", labels
-            )
+def builtin_set() -> CalibrationSet:
+    """The built-in set as shipped (package data, read-only): the synthetic scenes with their
+    ground-truth boxes plus two real photographs, rendered by calibration/make_builtin_set.py."""
+    return load_set(asset_dir("calibration") / BUILTIN_SET)
 
 
 def builtin_frames(count: int) -> Iterator[CandidateFrame]:
-    """What calibrates when no camera is configured: synthetic scenes plus the sample images."""
-    yield from sample_images()
-    yield from synthetic_frames(count)
+    """What calibrates when no camera is configured: `count` frames spread over the built-in set."""
+    frames = builtin_set().frames
+    if len(frames) > count:
+        frames = [frames[i] for i in np.linspace(0, len(frames) - 1, count).round().astype(int)]
+    for frame, image in zip(frames, load_images(frames)):
+        yield CandidateFrame(image, frame.origin, frame.labels)
 
 
 # --- collection and storage --------------------------------------------------------------------
@@ -286,6 +265,7 @@ def write_set(
     frames: Sequence[CandidateFrame],
     source: str,
     progress: Optional[Progress] = None,
+    quality: int = JPEG_QUALITY,
 ) -> CalibrationSet:
     """Store frames as JPEGs plus a manifest; replaces an existing set of that name."""
     if not frames:
@@ -298,7 +278,7 @@ def write_set(
     stored = []
     for index, frame in enumerate(frames):
         path = frames_dir / f"{index:05d}.jpg"
-        if not cv2.imwrite(str(path), frame.image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]):
+        if not cv2.imwrite(str(path), frame.image, [cv2.IMWRITE_JPEG_QUALITY, quality]):
             raise SourceError(f"{path}: cannot write calibration frame")
         stored.append(CalibrationFrame(path, frame.origin, frame.labels))
         if progress:
@@ -353,12 +333,16 @@ def list_sets(root: Path) -> List[Path]:
     return sorted(sets, key=lambda p: (p / MANIFEST).stat().st_mtime, reverse=True)
 
 
-def ensure_builtin_set(root: Path, frames: int = 64, progress: Optional[Progress] = None) -> CalibrationSet:
-    """The built-in set (synthetic scenes + sample images), written on first use."""
+def ensure_builtin_set(root: Path, progress: Optional[Progress] = None) -> CalibrationSet:
+    """The built-in set under `root`, copied from the package data on first use: what is derived
+    from a set (TensorRT calibration tables) is written beside its frames, and the installed
+    package may be read-only. The copy has the same frame bytes, hence the same hash."""
     directory = root / BUILTIN_SET
-    if (directory / MANIFEST).is_file():
-        return load_set(directory)
-    return write_set(root, BUILTIN_SET, list(builtin_frames(frames)), "built-in scenes", progress)
+    if not (directory / MANIFEST).is_file():
+        shutil.copytree(str(asset_dir("calibration") / BUILTIN_SET), str(directory), dirs_exist_ok=True)
+        if progress:
+            progress(f"copied the built-in calibration set to {directory}\n")
+    return load_set(directory)
 
 
 def load_images(frames: Sequence[CalibrationFrame]) -> List[np.ndarray]:
@@ -414,15 +398,3 @@ def tensor_batches(
     TensorRT calibrators must hand over exactly the batch size they announce)."""
     for start in range(0, len(frames) - batch_size + 1, batch_size):
         yield preprocess(load_images(frames[start : start + batch_size]))
-
-
-def describe(calibration_set: CalibrationSet) -> Dict[str, object]:
-    labelled = sum(1 for f in calibration_set.frames if f.labels is not None)
-    return {
-        "name": calibration_set.name,
-        "directory": str(calibration_set.directory),
-        "frames": len(calibration_set.frames),
-        "labelled": labelled,
-        "hash": calibration_set.content_hash()[:16],
-        "source": calibration_set.source,
-    }
