@@ -122,6 +122,6 @@ def test_absent_default_config_means_defaults_but_absent_named_config_exits_2(
     from edge.config import DEFAULT_CONFIG_PATH
 
     if not DEFAULT_CONFIG_PATH.exists():
-        assert load_detect_config(DEFAULT_CONFIG_PATH).detector.score_threshold == 0.4
+        assert load_detect_config(DEFAULT_CONFIG_PATH).detector.score_threshold == 0.3
     assert main(["detect", str(astronaut_png), "-c", str(tmp_path / "absent.yaml")]) == 2
     assert "config file not found" in capsys.readouterr().err

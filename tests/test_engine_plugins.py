@@ -91,3 +91,34 @@ def test_the_docs_show_the_example_engine_as_tested():
     text = (ROOT / "docs" / "adding-an-engine.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, re.S)
     assert (ROOT / "tests" / "example_engine.py").read_text() in blocks
+
+
+def test_aspect_input_and_coarse_pass_run_on_any_engine(registry):
+    """The aspect-preserving input and the coarse second pass belong to the SSD family, so an
+    engine that knows nothing of them runs them and finds what the built-in engine finds."""
+    model = get_model(SSD)
+    images = [frame.image for frame in builtin_frames(2)]
+    options = EngineOptions(
+        precision="fp32", input_size=(576, 576), keep_aspect=True, coarse_input=300, max_batch=2
+    )
+    detector = create_detector("plain-cpu", model, options)
+    reference = create_detector("onnxruntime", model, options)
+    batch = detector.preprocess(images[:1])
+    height, width = images[0].shape[:2]
+    assert batch.tensor.shape[1:3] == (576, round(576 * width / height)) and len(batch.more_tensors) == 1
+    found, expected = detect(detector, images), detect(reference, images)
+    assert sum(len(d) for d in expected) > 0
+    for ours, theirs in zip(found, expected):
+        np.testing.assert_allclose(ours.boxes, theirs.boxes, atol=1e-3)
+    detector.close()
+    reference.close()
+
+
+def test_the_options_builder_gives_a_fixed_shape_engine_the_square_input():
+    config = parse_config({"detector": {"keep_aspect": True, "coarse_input": 300}})
+    ort_tier = Tier(0, SSD, "int8", "onnxruntime", 576, 1, False)
+    trt_tier = Tier(1, SSD, "fp16", "tensorrt", 300, 1, False)
+    follows = engine_options(config, ort_tier, 1)
+    fixed = engine_options(config, trt_tier, 1)
+    assert follows.keep_aspect and follows.coarse_input == 300
+    assert not fixed.keep_aspect and fixed.coarse_input == 0

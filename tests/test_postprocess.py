@@ -8,6 +8,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from edge.core.errors import ModelError
 from edge.detection.engines import EngineOptions, detect
 from edge.detection.factory import create_detector
 from edge.detection.families.base import PostprocessSettings
@@ -211,3 +212,37 @@ def test_nms_equals_textbook_greedy_nms_on_random_boxes(seed):
     classes = rng.integers(0, 3, count)
     expected = reference_greedy_nms(boxes, scores, classes, 0.45)
     assert nms(boxes, scores, classes, 0.45, max_detections=count).tolist() == expected
+
+
+def test_postprocess_ssd_drops_the_anchors_the_mask_marks_unusable():
+    encodings = np.zeros((1, 2, 4), np.float32)
+    logits = np.array([[[0.0, logit(0.9)], [0.0, logit(0.8)]]], np.float32)
+    anchors = np.concatenate([ANCHOR, ANCHOR * 0.5])
+    (both,) = postprocess_ssd(encodings, logits, anchors, [(100, 100)], PostprocessSettings(0.5, 0.99))
+    (masked,) = postprocess_ssd(
+        encodings, logits, anchors, [(100, 100)], PostprocessSettings(0.5, 0.99), usable=np.array([False, True])
+    )
+    assert len(both) == 2
+    assert masked.scores.tolist() == pytest.approx([0.8])
+
+
+def test_ssd_family_keeps_the_aspect_and_adds_a_coarse_pass():
+    from edge.detection.families.ssd import SsdFamily, aspect_input
+    from edge.detection.manifest import get_model
+
+    assert aspect_input((768, 576), 576) == (768, 576)
+    assert aspect_input((640, 360), 300) == (533, 300)
+    assert aspect_input((360, 640), 300) == (300, 533)
+    model = get_model("ssdlite-mobilenetv2-pedestrian")
+    frame = np.zeros((480, 640, 3), np.uint8)
+    family = SsdFamily(model, EngineOptions(input_size=(576, 576), keep_aspect=True, coarse_input=300))
+    batch = family.preprocess([frame, frame])
+    assert batch.tensor.shape == (2, 576, 768, 3)
+    assert [t.shape for t in batch.more_tensors] == [(2, 300, 400, 3)]
+    assert batch.extras["inputs"] == [(768, 576), (400, 300)]
+    square = SsdFamily(model, EngineOptions(input_size=(300, 300), coarse_input=300)).preprocess([frame])
+    assert square.tensor.shape == (1, 300, 300, 3) and square.more_tensors == []
+    with pytest.raises(ModelError, match="input 500 not supported"):
+        SsdFamily(model, EngineOptions(input_size=(500, 500), keep_aspect=True))
+    with pytest.raises(ModelError, match="SSD input must be square"):
+        SsdFamily(model, EngineOptions(input_size=(400, 300)))

@@ -324,3 +324,21 @@ def test_the_int8_guard_hands_calibration_to_tensorrt_through_the_registry(stand
     assert standin.trt.PLATFORM.calibration_batches > 0
     assert len(list((tmp_path / "calibration" / "scenes").glob("tensorrt-*.cache"))) == 1
     detector.close()
+
+
+def test_tensorrt_refuses_an_input_that_follows_the_frame(standin, tmp_path, model):
+    with pytest.raises(ModelError, match="builds for one input shape; keep_aspect and coarse_input"):
+        trt_detector(model, options(tmp_path, precision="fp32", keep_aspect=True), None, standin)
+    with pytest.raises(ModelError, match="builds for one input shape"):
+        trt_detector(model, options(tmp_path, precision="fp32", coarse_input=300, input_size=(576, 576)), None, standin)
+
+
+def test_tensorrt_drops_the_phantom_layers_too(standin, tmp_path, model):
+    """At 256 the last predictors are degenerate (the phantom near-full-frame box); the SSD family
+    masks them whatever engine runs the graph."""
+    square_256 = options(tmp_path, precision="fp32", input_size=(256, 256), max_batch=1)
+    detector = trt_detector(model, square_256, None, standin)
+    found = detect(detector, [np.zeros((576, 768, 3), np.uint8)])[0]
+    heights = found.boxes[:, 3] - found.boxes[:, 1]
+    assert not np.any(heights > 0.5 * 576)
+    detector.close()

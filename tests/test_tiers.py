@@ -15,7 +15,7 @@ from edge.device.tiers import MeasurementCache, predict_capacities, select_tiers
 SSD = "ssdlite-mobilenetv2-pedestrian"
 
 
-def spec(name: str, family: str = "ssd", inputs=(320, 300, 256, 224)) -> ModelSpec:
+def spec(name: str, family: str = "ssd", inputs=(576, 320, 300, 256, 224)) -> ModelSpec:
     return ModelSpec(
         name=name,
         family=family,
@@ -62,7 +62,7 @@ def test_every_platform_class_has_defaults_that_validate():
 
 def test_cpu_machine_keeps_the_onnxruntime_tiers():
     selection = select_tiers(PolicyConfig(), profile("x86-cpu", arch="x86_64"), MANIFEST)
-    assert [(t.input, t.frame_skip) for t in selection.runnable] == [(300, 1), (300, 2), (256, 2), (224, 3)]
+    assert [(t.input, t.frame_skip) for t in selection.runnable] == [(576, 1), (576, 2), (576, 3), (576, 4)]
     assert selection.dropped == ()
 
 

@@ -78,6 +78,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return calibrate_command(args)
 
 
+@command("evaluate")
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from edge.commands.evaluate import run_evaluate
+
+    return run_evaluate(args)
+
+
 @command("build-engine")
 def cmd_build_engine(args: argparse.Namespace) -> int:
     from edge.commands.calibrate import build_engine_command
@@ -139,6 +146,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--name", default=None, help="calibration set name (default: derived from the source)"
     )
     calibrate.add_argument("--frames", type=int, default=200, help="frames to collect (%(default)s)")
+
+    evaluate = with_config(sub.add_parser("evaluate", help="accuracy on a video with MOT ground truth"))
+    evaluate.add_argument("video", help="video file")
+    evaluate.add_argument("--gt", required=True, help="MOT-format ground truth (frame,id,left,top,w,h,flag,...)")
+    evaluate.add_argument(
+        "--line", action="append", default=[], help="counting line ID:x1,y1,x2,y2 (normalised); repeatable; "
+        "default: the first camera's lines"
+    )
+    evaluate.add_argument("--platform", default="x86-cpu", help="platform class of the tiers (%(default)s)")
+    evaluate.add_argument("--tier", type=int, default=None, help="tier index (default: the best, 0)")
+    evaluate.add_argument("--frames", type=int, default=None, help="evaluate the first N frames only")
+    evaluate.add_argument("--score-threshold", type=float, default=None, help="override detector.score_threshold")
+    evaluate.add_argument("--json", dest="json_out", help="write the results as JSON")
+    evaluate.add_argument("--out", help="directory for pictures (sampled detections, per-line bars)")
 
     build = with_config(
         sub.add_parser("build-engine", help="build and cache the engines of the runnable tiers")

@@ -47,8 +47,11 @@ class FamilyDetector:
         return self.family.preprocess(frames, self.engine.input_dtype)
 
     def infer(self, batch: PreparedBatch) -> List[np.ndarray]:
-        outputs = self.engine.run(batch.tensor)
-        return [outputs[index] for index in self._order]
+        ordered: List[np.ndarray] = []
+        for tensor in [batch.tensor, *batch.more_tensors]:
+            outputs = self.engine.run(tensor)
+            ordered += [outputs[index] for index in self._order]
+        return ordered
 
     def postprocess(self, outputs: List[np.ndarray], batch: PreparedBatch) -> List[Detections]:
         return self.family.decode(outputs, batch)

@@ -3,6 +3,7 @@ and the tests all come through `create_detector` (family × engine plug-in) with
 `engine_options`.
 """
 
+import logging
 from pathlib import Path
 from typing import Callable, Optional, Protocol
 
@@ -12,6 +13,8 @@ from edge.detection.engines import Engine, EngineOptions, EngineRequest, engine_
 from edge.detection.engines.base import CalibrationSource
 from edge.detection.families import family_for
 from edge.detection.manifest import DEFAULT_MODELS_DIR, ModelSpec, load_manifest
+
+log = logging.getLogger(__name__)
 
 
 class TierLike(Protocol):
@@ -48,10 +51,22 @@ def tracking_score_threshold(config: Config) -> float:
 def engine_options(
     config: Config, tier: TierLike, max_batch: int, score_threshold: Optional[float] = None
 ) -> EngineOptions:
-    """Engine options of a tier; `score_threshold` defaults to detector.score_threshold."""
+    """Engine options of a tier; `score_threshold` defaults to detector.score_threshold. An
+    engine that builds for one input shape runs the square input without the coarse pass."""
+    follows_frame = not engine_plugin(tier.engine).fixed_input_shape
+    if not follows_frame and (config.detector.keep_aspect or config.detector.coarse_input):
+        log.info(
+            "tier %s@%d on %s: detector.keep_aspect and detector.coarse_input off (the engine builds "
+            "for one input shape)",
+            tier.model,
+            tier.input,
+            tier.engine,
+        )
     return EngineOptions(
         precision=tier.precision,
         input_size=(tier.input, tier.input),
+        keep_aspect=config.detector.keep_aspect and follows_frame,
+        coarse_input=config.detector.coarse_input if follows_frame else 0,
         max_batch=max_batch,
         score_threshold=config.detector.score_threshold if score_threshold is None else score_threshold,
         nms_iou=config.detector.nms_iou,

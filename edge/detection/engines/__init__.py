@@ -75,6 +75,9 @@ class EnginePlugin:
     # False: it runs the INT8 file of the model (the guard quantises one with ONNX Runtime).
     calibrates_int8: bool = False
     int8_fallback: str = "fp32"  # what runs when the INT8 accuracy guard refuses INT8
+    # True: the engine builds for one input shape (TensorRT plans), so the SSD options whose input
+    # follows the frame (keep_aspect, coarse_input) are turned off for its tiers (factory).
+    fixed_input_shape: bool = False
 
     def open(self, request: EngineRequest) -> Engine:
         module = cast(_PluginModule, importlib.import_module(self.module))
@@ -124,5 +127,6 @@ register_engine(
         _tensorrt_can_run,
         calibrates_int8=True,
         int8_fallback="fp16",
+        fixed_input_shape=True,
     )
 )

@@ -24,6 +24,12 @@ class EngineOptions:
 
     precision: str = "int8"  # fp32 | fp16 | int8
     input_size: Tuple[int, int] = (300, 300)  # (width, height)
+    # SSD: the input's shorter side is input_size[1], the longer one follows the frame's aspect
+    # ratio (a 4:3 frame at 300 runs at 400x300) instead of squashing the frame into a square.
+    keep_aspect: bool = False
+    # SSD: a second pass with this shorter side (0 = none) for people too large for the main
+    # input (edge.detection.families.ssd).
+    coarse_input: int = 0
     max_batch: int = 1
     score_threshold: float = 0.4
     nms_iou: float = 0.45
@@ -75,6 +81,9 @@ class PreparedBatch:
     tensor: np.ndarray
     frame_sizes: List[Tuple[int, int]]  # (width, height) of each source frame
     extras: Dict[str, object] = field(default_factory=dict)
+    # Further input tensors of the same frames that the engine runs too (the SSD's coarse pass);
+    # `postprocess` gets the outputs of every pass, one pass after the other.
+    more_tensors: List[np.ndarray] = field(default_factory=list)
 
 
 class Detector(Protocol):

@@ -2,6 +2,18 @@
 frame plainly resized to the input; box encodings + class logits out, decoded against the
 anchors of the input size (edge.detection.families.ssd_anchors) with the TF Object Detection
 API box coder, then class-aware NMS and the mapping back to source-frame pixels.
+
+Two options serve real scenes (measured on PETS09 S2.L1, benchmarks/results/real_scene.md):
+- `keep_aspect`: the tier's input is the shorter side and the longer one follows the frame's
+  aspect ratio (4:3 at 576 runs at 768x576) instead of squashing the frame into a square, which
+  made boxes ~27 % too wide. The first frame of a batch sets the batch's input size; anchors and
+  the usable-layer mask are generated per size.
+- `coarse_input`: the SSD finds objects of roughly 30 to 300 input pixels (what it saw at its
+  trained 300x300), so at a large input a person close to the camera is missed. A second pass
+  at the coarse input, run by the same engine, reports the boxes of at least `COARSE_FROM_PX`
+  (in the main input's pixels) and the main pass the smaller ones, merged by NMS. It lives in
+  the family so every engine whose input shape may change gets it.
+Scores of degenerate predictor layers (the phantom box, ssd_anchors.usable_anchors) are zeroed.
 """
 
 from typing import List, Mapping, Optional, Sequence, cast
@@ -20,10 +32,23 @@ from edge.detection.families.base import (
     frame_sizes,
     keep_best,
 )
-from edge.detection.families.ssd_anchors import ssd_anchors
+from edge.detection.families.ssd_anchors import ssd_anchors, usable_anchors
 from edge.detection.manifest import ModelSpec
+from edge.detection.nms import nms
 
 SSD_BOX_CODER_SCALES = (10.0, 10.0, 5.0, 5.0)  # ty, tx, th, tw (TF Object Detection API default)
+# With a coarse pass, the main pass keeps the boxes below this height in its own input pixels and
+# the coarse pass the boxes above it, so each scale reports the people it sees well.
+COARSE_FROM_PX = 150.0
+
+
+def aspect_input(frame_size: Size, shorter: int) -> Size:
+    """(width, height) of an input whose shorter side is `shorter` and whose aspect ratio is the
+    frame's (rounded to whole pixels)."""
+    width, height = frame_size
+    if width >= height:
+        return int(round(shorter * width / height)), shorter
+    return shorter, int(round(shorter * height / width))
 
 
 def preprocess_ssd(frames: Sequence[np.ndarray], size: Size) -> np.ndarray:
@@ -69,6 +94,7 @@ def postprocess_ssd(
     settings: PostprocessSettings = DEFAULT_SETTINGS,
     box_coder_scales: Sequence[float] = SSD_BOX_CODER_SCALES,
     logit_scale: float = 1.0,
+    usable: Optional[np.ndarray] = None,
 ) -> List[Detections]:
     """SSD outputs of a batch -> one `Detections` per frame, in that frame's pixels.
 
@@ -76,7 +102,8 @@ def postprocess_ssd(
     by sigmoid (the TF post-processor's converter); `anchors` (N, 4) for the input size used.
     The frame was plainly resized to the input, so normalised boxes scale by the frame size.
     Like TF's post-processor, a box may be kept for several classes and boxes are clipped to
-    the image before NMS."""
+    the image before NMS. `usable` (N,) bool, when given, drops the anchors of degenerate layers
+    (`ssd_anchors.usable_anchors`: the phantom near-full-frame box)."""
     if box_encodings.ndim == 4:  # (B, N, 1, 4), the uncut TF layout
         box_encodings = box_encodings[:, :, 0, :]
     if box_encodings.shape[1] != len(anchors):
@@ -86,6 +113,8 @@ def postprocess_ssd(
     results = []
     for index, frame_size in enumerate(frame_sizes):
         scores = sigmoid(class_logits[index, :, 1:] / np.float32(logit_scale))
+        if usable is not None:
+            scores = scores * usable[:, None]
         anchor_idx, class_idx = np.nonzero(scores > settings.score_threshold)
         if anchor_idx.size == 0:
             results.append(Detections.empty())
@@ -97,28 +126,39 @@ def postprocess_ssd(
     return results
 
 
-def model_anchors(model: ModelSpec, input_size: Size) -> np.ndarray:
-    """The anchors of `model` at a square `input_size`: the file frozen from the graph at the
-    native size, else generated; ModelError for a size the model cannot take."""
-    width, height = input_size
-    if width != height:
-        raise ModelError(f"model {model.name}: SSD input must be square, got {width}x{height}")
-    if model.supported_inputs and width not in model.supported_inputs:
+def check_input(model: ModelSpec, size: int) -> None:
+    """ModelError unless the model's manifest lists `size` (the input's shorter side)."""
+    if model.supported_inputs and size not in model.supported_inputs:
         supported = ", ".join(str(s) for s in model.supported_inputs)
-        raise ModelError(f"model {model.name}: input {width} not supported (supported: {supported})")
-    if (width, height) == tuple(model.input_size) and "anchors" in model.files:
+        raise ModelError(f"model {model.name}: input {size} not supported (supported: {supported})")
+
+
+def model_anchors(model: ModelSpec, input_size: Size) -> np.ndarray:
+    """The anchors of `model` at `input_size` (width, height): the file frozen from the graph at
+    the native size, else generated."""
+    if tuple(input_size) == tuple(model.input_size) and "anchors" in model.files:
         try:
             return np.load(model.file("anchors")).astype(np.float32)
         except ValueError as exc:
             raise ModelError(f"{model.files['anchors'].path}: cannot read anchors ({exc})") from None
-    return ssd_anchors(width)
+    return ssd_anchors(input_size)
 
 
 class SsdFamily:
     """An SSD model at one input size; implements `edge.detection.families.base.ModelFamily`."""
 
     def __init__(self, model: ModelSpec, options: EngineOptions) -> None:
+        self.model = model
         self.input_size: Size = (int(options.input_size[0]), int(options.input_size[1]))
+        width, height = self.input_size
+        if width != height and not options.keep_aspect:
+            raise ModelError(f"model {model.name}: SSD input must be square, got {width}x{height}")
+        check_input(model, height)
+        self.keep_aspect = options.keep_aspect
+        coarse = int(options.coarse_input)
+        self.coarse_input = coarse if 0 < coarse < height else 0
+        if self.coarse_input:
+            check_input(model, self.coarse_input)
         self.settings = PostprocessSettings(options.score_threshold, options.nms_iou)
         scales = cast(Sequence[float], model.extras.get("box_coder_scales", SSD_BOX_CODER_SCALES))
         self.box_coder_scales = tuple(float(value) for value in scales)
@@ -129,8 +169,17 @@ class SsdFamily:
     def tensor(self, frames: Sequence[np.ndarray], dtype: Optional[type] = None) -> np.ndarray:
         return preprocess_ssd(frames, self.input_size)  # the graph takes uint8 whatever the engine
 
+    def _size(self, frame_size: Size, shorter: int) -> Size:
+        return aspect_input(frame_size, shorter) if self.keep_aspect else (shorter, shorter)
+
     def preprocess(self, frames: Sequence[np.ndarray], dtype: Optional[type] = None) -> PreparedBatch:
-        return PreparedBatch(self.tensor(frames), frame_sizes(frames))
+        # With keep_aspect the first frame sets the batch's input; a frame of another aspect in
+        # the same batch is resized to it, as every frame is without keep_aspect.
+        sizes = frame_sizes(frames)
+        passes = [self.input_size[1]] + ([self.coarse_input] if self.coarse_input else [])
+        inputs = [self._size(sizes[0], shorter) for shorter in passes]
+        tensors = [preprocess_ssd(frames, size) for size in inputs]
+        return PreparedBatch(tensors[0], sizes, {"inputs": inputs}, tensors[1:])
 
     def output_order(self, names: Sequence[str], where: str) -> List[int]:
         """Box encodings, then logits (named in the manifest's extras, else first and last)."""
@@ -151,13 +200,43 @@ class SsdFamily:
                 f"expected {len(self.anchors)} anchors"
             )
 
-    def decode(self, outputs: List[np.ndarray], batch: PreparedBatch) -> List[Detections]:
+    def _decode_pass(
+        self, box_encodings: np.ndarray, class_logits: np.ndarray, size: Size, batch: PreparedBatch
+    ) -> List[Detections]:
+        anchors = self.anchors if size == self.input_size else model_anchors(self.model, size)
         return postprocess_ssd(
-            outputs[0].astype(np.float32, copy=False),
-            outputs[1].astype(np.float32, copy=False),
-            self.anchors,
+            box_encodings.astype(np.float32, copy=False),
+            class_logits.astype(np.float32, copy=False),
+            anchors,
             batch.frame_sizes,
             self.settings,
             self.box_coder_scales,
             self.logit_scale,
+            usable_anchors(size),
         )
+
+    def decode(self, outputs: List[np.ndarray], batch: PreparedBatch) -> List[Detections]:
+        inputs = cast(List[Size], batch.extras.get("inputs", [self.input_size]))
+        passes = [self._decode_pass(outputs[2 * k], outputs[2 * k + 1], size, batch) for k, size in enumerate(inputs)]
+        if len(passes) == 1:
+            return passes[0]
+        return self._merge_scales(passes[0], passes[1], inputs[0][1], batch.frame_sizes)
+
+    def _merge_scales(
+        self, fine: List[Detections], coarse: List[Detections], fine_height: int, sizes: Sequence[Size]
+    ) -> List[Detections]:
+        """Per frame, the main pass's small boxes and the coarse pass's large ones, then NMS
+        across both (a person at the boundary height may be found by both)."""
+        merged = []
+        for small, large, (_, frame_h) in zip(fine, coarse, sizes):
+            to_fine_px = fine_height / float(frame_h)
+            small = small.select((small.boxes[:, 3] - small.boxes[:, 1]) * to_fine_px < COARSE_FROM_PX)
+            large = large.select((large.boxes[:, 3] - large.boxes[:, 1]) * to_fine_px >= COARSE_FROM_PX)
+            both = Detections(
+                np.concatenate([small.boxes, large.boxes]),
+                np.concatenate([small.scores, large.scores]),
+                np.concatenate([small.class_ids, large.class_ids]),
+            )
+            keep = nms(both.boxes, both.scores, both.class_ids, self.settings.nms_iou, self.settings.max_detections)
+            merged.append(both.select(keep))
+        return merged

@@ -50,6 +50,11 @@ class TensorRTEngine:
 
     def __init__(self, request: EngineRequest, modules: Optional[TensorRTModules] = None) -> None:
         model, options = request.model, request.options
+        if options.keep_aspect or options.coarse_input:
+            raise ModelError(
+                f"engine tensorrt: {model.name} builds for one input shape; keep_aspect and coarse_input "
+                "need an input that follows the frame (use engine_options, which turns them off)"
+            )
         self.modules = modules or import_tensorrt()
         input_size = (int(options.input_size[0]), int(options.input_size[1]))
         self.max_batch = max(1, int(options.max_batch))
