@@ -105,7 +105,12 @@ def build_appliance(
     for camera in config.cameras:
         analyses[camera.id] = CameraAnalysis(config, camera, window_sinks)
         source = SourceReader(
-            camera.id, camera.source_url(), realtime=camera.realtime, loop=camera.loop, clock=clock
+            camera.id,
+            camera.analysed_url(),
+            realtime=camera.realtime,
+            loop=camera.loop,
+            clock=clock,
+            decode_threads=config.decode.threads,
         )
         wiring.append((camera, source, analyses[camera.id]))
     max_batch = min(config.detector.max_batch, len(config.cameras))
