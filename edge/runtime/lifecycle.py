@@ -66,6 +66,7 @@ class ApplianceParts:
     spool: Optional[Spool] = None
     publisher: Optional[Publisher] = None
     delivery: Optional[PublishingSink] = None
+    capacity_warning: Optional[str] = None  # no tier is predicted to hold the cameras' target
 
 
 class Appliance:
@@ -112,6 +113,7 @@ class Appliance:
             cameras=self.pipeline.stats(),
             latency_ms=self.pipeline.timer.percentiles_ms(),
             load=DeviceLoad(read_temperature_c(), read_memory_percent(), _cpu_percent()),
+            capacity_warning=self.parts.capacity_warning,
         )
 
     # --- lifecycle -------------------------------------------------------------------------

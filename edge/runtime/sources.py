@@ -27,7 +27,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Generator, List, Optional, Protocol
+from typing import Callable, Generator, List, Optional, Protocol, Tuple
 
 import cv2
 import numpy as np
@@ -149,6 +149,19 @@ def open_capture(source: str, decode_threads: int = 0) -> cv2.VideoCapture:
     return capture
 
 
+def stream_size(source: str, decode_threads: int = 1) -> Optional[Tuple[int, int]]:
+    """(width, height) of a source's frames, or None when it cannot be opened now."""
+    try:
+        capture = open_capture(source, decode_threads)
+    except SourceError:
+        return None
+    try:
+        width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        return (width, height) if width > 0 and height > 0 else None
+    finally:
+        capture.release()
+
+
 def redact(source: str) -> str:
     """A source without its credentials, for logs and errors."""
     return mask_urls(source)
@@ -254,6 +267,7 @@ class SourceReader:
         backoff = 1.0
         index = 0
         start = self._clock()
+        dropped_late = False
         while not self._stop.is_set():
             if self._capture is None:
                 try:
@@ -277,15 +291,10 @@ class SourceReader:
                     delay = timestamp - self._clock()
                     if delay > 0:
                         self._stop.wait(delay)
-                    # More than a frame behind: a camera would have a newer frame by now.
-                    late = delay < -1.0 / self.fps
-                    if delay < -1.0:
-                        # A second behind: start the schedule again from now rather than
-                        # drop every frame while grabbing cannot catch up (the frames a
-                        # camera would have lost meanwhile count as drops).
-                        start -= delay
-                        with self._condition:
-                            self.stats.frames_dropped += int(-delay * self.fps)
+                    # More than a frame behind: a camera would have a newer frame by now, so
+                    # this one is not worth converting. Never two in a row, so a reader that
+                    # cannot catch up (grabbing slower than real time) still hands over frames.
+                    late = delay < -1.0 / self.fps and not dropped_late
             decode_start = time.perf_counter()
             if not self._capture.grab():
                 if self.kind == "file":
@@ -312,6 +321,7 @@ class SourceReader:
                 with self._condition:
                     self.stats.frames_skipped += 1
                 continue
+            dropped_late = late
             if late:
                 with self._condition:
                     self.stats.frames_dropped += 1

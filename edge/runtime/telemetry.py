@@ -37,6 +37,7 @@ class Telemetry:
     cameras: Sequence[CameraStats]
     latency_ms: Dict[str, Dict[str, float]]  # stage → {p50, p90, p99}
     load: DeviceLoad
+    capacity_warning: Optional[str] = None  # the cameras cannot fit at any tier (start-up prediction)
 
     def to_wire(self) -> Dict[str, Any]:
         changes: List[Dict[str, object]] = [change.to_dict() for change in self.tier_changes[-RECENT_TIER_CHANGES:]]
@@ -54,4 +55,5 @@ class Telemetry:
             "temperature_c": self.load.temperature_c,
             "memory_percent": self.load.memory_percent,
             "cpu_percent": self.load.cpu_percent,
+            "capacity_warning": self.capacity_warning,
         }
