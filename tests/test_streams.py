@@ -1,13 +1,15 @@
 """Sub-streams, decode options and the pacing the pipeline gives its sources."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from edge.config import parse_config
 from edge.core.errors import ConfigError
+from edge.runtime.lifecycle import Appliance
 from edge.runtime.pipeline import LATENCY, Pipeline
-from tests.runtime_fakes import FastSource, FixedDetector
+from tests.runtime_fakes import FastSource, FixedDetector, fake_appliance, three_cameras
 
 
 class _Counting:
@@ -71,3 +73,11 @@ def test_the_pipeline_paces_its_sources_and_repaces_them_on_a_tier_change() -> N
     assert set(summary["analysis"]) == {"mean", "p50", "p95", "p99", "n"}
     assert summary["analysis"]["n"] == analyser.updates
     assert LATENCY not in summary
+
+
+def test_the_capacity_warning_is_in_telemetry_only_when_the_cameras_cannot_fit() -> None:
+    appliance = fake_appliance(three_cameras(), [])
+    assert "capacity_warning" not in appliance.telemetry().to_wire()
+    warning = "3 camera(s) need 30 fps but the fastest tier (t) covers about 20 fps on this device: ..."
+    crowded = Appliance(replace(appliance.parts, capacity_warning=warning), appliance.precision)
+    assert crowded.telemetry().to_wire()["capacity_warning"] == warning

@@ -41,7 +41,7 @@ class Telemetry:
 
     def to_wire(self) -> Dict[str, Any]:
         changes: List[Dict[str, object]] = [change.to_dict() for change in self.tier_changes[-RECENT_TIER_CHANGES:]]
-        return {
+        wire: Dict[str, Any] = {
             "version": self.version,
             "tier": self.tier,
             "tier_level": self.tier_level,
@@ -55,5 +55,7 @@ class Telemetry:
             "temperature_c": self.load.temperature_c,
             "memory_percent": self.load.memory_percent,
             "cpu_percent": self.load.cpu_percent,
-            "capacity_warning": self.capacity_warning,
         }
+        if self.capacity_warning is not None:  # optional: only when the cameras cannot fit
+            wire["capacity_warning"] = self.capacity_warning
+        return wire
