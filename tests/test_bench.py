@@ -61,9 +61,8 @@ def test_measure_pipeline_applies_the_tiers_frame_skip_and_measures_coverage(cli
 
 @pytest.mark.slow
 def test_bench_writes_json_markdown_and_plot(clip: Path, tmp_path: Path) -> None:
-    config = parse_config(
-        {"state_dir": str(tmp_path), "policy": {"tiers": {"x86-cpu": [{"model": SSD, "precision": "fp32", "input": 224}]}}}
-    )
+    tier = {"model": SSD, "precision": "fp32", "input": 224}
+    config = parse_config({"state_dir": str(tmp_path), "policy": {"tiers": {"x86-cpu": [tier]}}})
     messages: List[str] = []
     report = run_benchmark(
         config, 0.2, rounds=1, clips={"360p": clip, "720p": clip, "1080p": clip}, streams=False,
