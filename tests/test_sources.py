@@ -96,8 +96,9 @@ def test_frames_not_due_are_grabbed_but_never_converted(video: Path) -> None:
 def test_a_realtime_file_that_falls_behind_drops_late_frames_before_converting(video: Path) -> None:
     now = [0.0]
 
-    # A clock that runs three frames per frame read: the reader is always behind, so it drops
-    # late frames without converting them, but never two in a row (it still hands frames over).
+    # A clock that runs three frames per frame read: the reader is always behind. With no
+    # consumer taking frames, late frames are dropped without being converted, never two in a
+    # row (the frame waiting to be taken stays at most a frame old).
     def clock() -> float:
         now[0] += 0.15
         return now[0]
@@ -105,10 +106,32 @@ def test_a_realtime_file_that_falls_behind_drops_late_frames_before_converting(v
     reader = SourceReader("cam", str(video), realtime=True, clock=clock)
     reader.start()
     while not reader.finished:
-        reader.take(timeout=0.5)
+        time.sleep(0.05)
     reader.stop()
-    assert reader.stats.frames_read == 20  # every other frame converted, the late ones not
-    assert reader.stats.frames_dropped >= 20
+    assert 20 <= reader.stats.frames_read <= 21  # every other frame converted
+    assert reader.stats.frames_dropped == 39  # 19-20 never converted, the rest replaced untaken
+
+
+def test_a_waiting_consumer_gets_late_frames_all_the_same(video: Path) -> None:
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 0.15
+        return now[0]
+
+    reader = SourceReader("cam", str(video), realtime=True, clock=clock)
+    reader.start()
+    taken = []
+    while not reader.finished:
+        frame = reader.take(timeout=0.5)
+        if frame is not None:
+            taken.append(frame.index)
+    frame = reader.take()
+    if frame is not None:
+        taken.append(frame.index)
+    reader.stop()
+    assert len(taken) + reader.stats.frames_dropped == 40
+    assert len(taken) > 20  # late frames are still converted while the consumer keeps up
 
 
 def test_decode_threads_and_stream_size(video: Path) -> None:

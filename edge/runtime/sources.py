@@ -14,8 +14,9 @@ Decoding is most of a camera's cost, so a reader does as little of it as it can:
   seconds) and only `grab()`s the frames in between: the compressed stream must still be decoded
   (H.264 frames depend on each other) but a frame that will not be analysed is never converted
   to BGR nor copied (`retrieve()`);
-- a real-time file that fell behind its schedule (the CPU was busy) drops the late frames the same
-  way, before conversion, the way a live camera's frames pile up while the device is busy;
+- a real-time file that fell behind its schedule while the worker is busy drops the late frames
+  before converting them (a newer one is already there), the way a live camera's frames pile up
+  while the device is busy;
 - the FFmpeg decoder gets `decode_threads` threads (1 by default: frame threading adds a frame of
   latency and a set of buffers per thread, and with several cameras there is no idle core to give);
 - a camera may be read from its low-resolution sub-stream (`detect_source`), the way NVRs analyse.
@@ -291,10 +292,8 @@ class SourceReader:
                     delay = timestamp - self._clock()
                     if delay > 0:
                         self._stop.wait(delay)
-                    # More than a frame behind: a camera would have a newer frame by now, so
-                    # this one is not worth converting. Never two in a row, so a reader that
-                    # cannot catch up (grabbing slower than real time) still hands over frames.
-                    late = delay < -1.0 / self.fps and not dropped_late
+                    # More than a frame behind: a newer frame is already there.
+                    late = delay < -1.0 / self.fps
             decode_start = time.perf_counter()
             if not self._capture.grab():
                 if self.kind == "file":
@@ -321,11 +320,18 @@ class SourceReader:
                 with self._condition:
                     self.stats.frames_skipped += 1
                 continue
-            dropped_late = late
-            if late:
+            if late and not dropped_late:
+                # Behind, and the worker has not taken the last frame yet (it is busy): this
+                # frame would be replaced by the next one before it is taken, so it is dropped
+                # before being converted. Never two in a row, so the frame handed over stays
+                # at most a frame old; a worker that is waiting gets every frame.
                 with self._condition:
-                    self.stats.frames_dropped += 1
-                continue
+                    dropped_late = self._frame is not None
+                    if dropped_late:
+                        self.stats.frames_dropped += 1
+                if dropped_late:
+                    continue
+            dropped_late = False
             ok, image = self._capture.retrieve()
             if not ok:
                 continue
