@@ -200,7 +200,9 @@ def run_benchmark(
             precisions.append(dict(precision=precision, **measure_engine(config, variant, frames, seconds)))
         stream_report: Dict[str, Any] = {}
         if streams:
-            stream_report = _streams(config, paths, seconds, most_cameras, progress)
+            # Start the search where one stream's pipeline throughput says it should end.
+            guess = int(tiers[0].pipeline_fps // SOURCE_FPS) if tiers else 1
+            stream_report = _streams(config, paths, seconds, most_cameras, guess, progress)
     return {
         "machine": {
             "platform": profile.platform,
@@ -232,13 +234,12 @@ def run_benchmark(
 
 
 def _streams(
-    config: Config, paths: Dict[str, Path], seconds: float, most: int, progress: Callable[[str], None]
+    config: Config, paths: Dict[str, Path], seconds: float, most: int, guess: int, progress: Callable[[str], None]
 ) -> Dict[str, Any]:
     """The streams each resolution sustains (and 720p analysed on its 360p sub-stream)."""
     state_dir = config.state_dir if config.state_dir.is_dir() else Path(tempfile.gettempdir()) / "va-bench-state"
     window = max(seconds * 3, 10.0)
     report: Dict[str, Any] = {}
-    guess = 1
     for label, clip, sub in (
         ("720p", paths["720p"], None),
         ("1080p", paths["1080p"], None),
@@ -250,7 +251,7 @@ def _streams(
             return run_isolated(clip, n, window, state_dir, sub)
 
         best, results = sustained_streams(measure, max(guess, 1), most, progress)
-        guess = best
+        guess = max(best, 1)
         report[label] = {"sustained": best, "runs": [asdict(r) for r in results]}
     one = report["720p"]["runs"][0]
     if one["cameras"] == 1:
