@@ -41,6 +41,7 @@ class FastSource:
         self._start = time.time()
         self._frames = frames
         self._index = 0
+        self.interval_s = 0.0  # the pacing the pipeline set (its frames are all due anyway)
 
     def start(self) -> None:
         if self.frame_ready is not None:
@@ -48,6 +49,9 @@ class FastSource:
 
     def stop(self) -> None:
         self.finished = True
+
+    def pace(self, interval_s: float) -> None:
+        self.interval_s = interval_s
 
     def take(self, timeout: float = 0.0) -> Optional[Frame]:
         if self.finished or (self._frames is not None and self._index >= self._frames):

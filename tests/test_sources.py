@@ -3,11 +3,12 @@
 import time
 from pathlib import Path
 
+import cv2
 import pytest
 
 from edge.core.errors import SourceError
 from edge.devkit.synthetic import Scene, Walker, Waypoint, write_scene
-from edge.runtime.sources import SourceReader, classify, open_capture, redact
+from edge.runtime.sources import SourceReader, classify, open_capture, redact, stream_size
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +72,73 @@ def test_missing_and_non_video_files(tmp_path: Path) -> None:
 def test_unreachable_rtsp_is_a_source_error() -> None:
     with pytest.raises(SourceError, match="cannot open rtsp source"):
         open_capture("rtsp://user:pw@127.0.0.1:9/stream")
+
+
+def test_frames_not_due_are_grabbed_but_never_converted(video: Path) -> None:
+    # 20 fps file paced to 10 fps: every other frame is skipped by the reader before retrieve().
+    reader = SourceReader("cam", str(video), realtime=False)
+    reader.pace(0.1)
+    reader.start()
+    frames = []
+    while True:
+        frame = reader.take(timeout=1.0)
+        if frame is None and reader.finished:
+            break
+        if frame is not None:
+            frames.append(frame)
+    reader.stop()
+    assert [f.index for f in frames] == list(range(0, 40, 2))
+    assert reader.stats.frames_read == 20 and reader.stats.frames_skipped == 20
+    assert reader.stats.frames_dropped == 0
+    assert all(f.read_at > 0 and f.decode_s > 0 for f in frames)
+
+
+def test_a_realtime_file_that_falls_behind_drops_late_frames_before_converting(video: Path) -> None:
+    now = [0.0]
+
+    # A clock that runs three frames per frame read: the reader is always behind. With no
+    # consumer taking frames, late frames are dropped without being converted, never two in a
+    # row (the frame waiting to be taken stays at most a frame old).
+    def clock() -> float:
+        now[0] += 0.15
+        return now[0]
+
+    reader = SourceReader("cam", str(video), realtime=True, clock=clock)
+    reader.start()
+    while not reader.finished:
+        time.sleep(0.05)
+    reader.stop()
+    assert 20 <= reader.stats.frames_read <= 21  # every other frame converted
+    assert reader.stats.frames_dropped == 39  # 19-20 never converted, the rest replaced untaken
+
+
+def test_late_frames_with_a_consumer_are_each_taken_or_counted_as_dropped(video: Path) -> None:
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 0.15
+        return now[0]
+
+    reader = SourceReader("cam", str(video), realtime=True, clock=clock)
+    reader.start()
+    taken = []
+    while not reader.finished:
+        frame = reader.take(timeout=0.5)
+        if frame is not None:
+            taken.append(frame.index)
+    frame = reader.take()
+    if frame is not None:
+        taken.append(frame.index)
+    reader.stop()
+    # Whether a late frame is converted depends on whether the consumer has taken the last
+    # one yet (thread timing); either way no frame goes unaccounted.
+    assert len(taken) + reader.stats.frames_dropped == 40
+    assert taken == sorted(taken) and taken
+
+
+def test_decode_threads_and_stream_size(video: Path) -> None:
+    capture = open_capture(str(video), decode_threads=1)
+    assert capture.get(cv2.CAP_PROP_N_THREADS) == 1
+    capture.release()
+    assert stream_size(str(video)) == (160, 96)
+    assert stream_size("/nonexistent/clip.mp4") is None

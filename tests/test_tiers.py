@@ -10,7 +10,15 @@ from edge.core.errors import ConfigError
 from edge.core.tiers import Tier
 from edge.detection.manifest import ModelSpec
 from edge.device.hardware import HardwareProfile
-from edge.device.tiers import MeasurementCache, predict_capacities, select_tiers, validate_tiers
+from edge.device.tiers import (
+    MeasurementCache,
+    fit_warning,
+    measure_tier,
+    predict_capacities,
+    select_tiers,
+    size_variant,
+    validate_tiers,
+)
 
 SSD = "ssdlite-mobilenetv2-pedestrian"
 
@@ -183,3 +191,26 @@ def test_corrupt_cache_measures_again(tmp_path: Path):
     tier = Tier(0, SSD, "int8", "onnxruntime", 300, 1)
     assert predict_capacities([tier], lambda t: 9.0, MeasurementCache(path), "x") == [9.0]
     assert MeasurementCache(path).get("x", tier) == 9.0
+
+
+def test_measurements_at_another_resolution_are_measured_anew(tmp_path: Path):
+    tier = Tier(0, SSD, "int8", "onnxruntime", 300, 1)
+    cache = MeasurementCache(tmp_path / "tiers.json")
+    assert predict_capacities([tier], lambda t: 60.0, cache, "x", size_variant((640, 360))) == [60.0]
+    assert predict_capacities([tier], lambda t: 40.0, cache, "x", size_variant((1280, 720))) == [40.0]
+    assert cache.get("x", tier, "@640x360") == 60.0 and cache.get("x", tier, "@1280x720") == 40.0
+
+
+def test_a_warning_when_the_cameras_cannot_fit_at_any_tier():
+    tiers = [Tier(0, SSD, "int8", "onnxruntime", 300, 1), Tier(1, SSD, "int8", "onnxruntime", 224, 3)]
+    assert fit_warning(tiers, [50.0, 40.0], 120.0, 8) is None  # 224 skip3 covers 120
+    warning = fit_warning(tiers, [50.0, 30.0], 180.0, 12)
+    assert warning is not None and "\n" not in warning
+    assert "12 camera(s) need 180 fps" in warning and "covers about 90 fps" in warning
+
+
+def test_measure_tier_decodes_frames_at_the_cameras_resolution(tmp_path: Path):
+    config = parse_config({"state_dir": str(tmp_path)})
+    tier = Tier(0, SSD, "fp32", "onnxruntime", 224, 1)
+    small = measure_tier(config, tier, (320, 180), frames=3)
+    assert small > 0

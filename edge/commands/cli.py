@@ -135,6 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--markdown", help="write results as a Markdown table")
     bench.add_argument("--plot", help="write a PNG plot")
     bench.add_argument("--seconds", type=float, default=3.0, help="seconds per measurement (%(default)s)")
+    bench.add_argument("--rounds", type=int, default=3, help="interleaved rounds per tier (%(default)s)")
+    for size in ("360", "720", "1080"):
+        bench.add_argument(f"--clip-{size}", help=f"a {size}p recording to measure on (default: synthetic scene)")
+    bench.add_argument("--no-streams", action="store_true", help="skip the streams-per-device search")
 
     calibrate = with_config(
         sub.add_parser("calibrate", help="collect calibration frames and quantise to INT8")

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+import cv2
 import numpy as np
 
 from edge.config import Config, PolicyConfig, TierConfig
@@ -169,13 +170,15 @@ class MeasurementCache:
             return {}
         return data if isinstance(data, dict) else {}
 
-    def get(self, fingerprint: str, tier: Tier) -> Optional[float]:
-        value = self._load().get(fingerprint, {}).get(tier.key)
+    def get(self, fingerprint: str, tier: Tier, variant: str = "") -> Optional[float]:
+        value = self._load().get(fingerprint, {}).get(tier.key + variant)
         return float(value) if isinstance(value, (int, float)) and value > 0 else None
 
-    def put(self, fingerprint: str, tier: Tier, capacity_fps: float) -> None:
+    def put(self, fingerprint: str, tier: Tier, capacity_fps: float, variant: str = "") -> None:
+        """`variant` tells measurements of one tier under other conditions apart (e.g. the
+        camera resolution decoded with it)."""
         data = self._load()
-        data.setdefault(fingerprint, {})[tier.key] = capacity_fps
+        data.setdefault(fingerprint, {})[tier.key + variant] = capacity_fps
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Write then rename, so a crash never leaves half a file.
         handle, temporary = tempfile.mkstemp(dir=str(self.path.parent), prefix=".tier-cache-")
@@ -189,34 +192,88 @@ def predict_capacities(
     measure: Callable[[Tier], float],
     cache: MeasurementCache,
     fingerprint: str,
+    variant: str = "",
 ) -> List[float]:
     """Processed frames per second each tier can sustain on this device: from the cache, else
-    measured once by `measure` (e.g. `measure_tier`) and cached."""
+    measured once by `measure` (e.g. `measure_tier`) and cached under `variant`."""
     capacities = []
     for tier in tiers:
-        cached = cache.get(fingerprint, tier)
+        cached = cache.get(fingerprint, tier, variant)
         if cached is None:
             started = time.monotonic()
             cached = float(measure(tier))
             log.info("measured %s: %.1f frames/s (%.1f s)", tier.name, cached, time.monotonic() - started)
-            cache.put(fingerprint, tier, cached)
+            cache.put(fingerprint, tier, cached, variant)
         capacities.append(cached)
     return capacities
+
+
+def fit_warning(tiers: Sequence[Tier], capacities: Sequence[float], target_fps: float, cameras: int) -> Optional[str]:
+    """One line when no tier is predicted to cover the cameras' summed target (each analysed
+    frame covers `frame_skip` source frames), else None."""
+    if not tiers:
+        return None
+    best = max(range(len(tiers)), key=lambda i: capacities[i] * tiers[i].frame_skip)
+    covered = capacities[best] * tiers[best].frame_skip
+    if covered >= target_fps:
+        return None
+    return (
+        f"{cameras} camera(s) need {target_fps:.0f} fps but the fastest tier ({tiers[best].name}) covers "
+        f"about {covered:.0f} fps on this device: expect dropped frames (use detect_source sub-streams, "
+        "fewer cameras or a lower target_fps)"
+    )
 
 
 def default_cache_path(config: Config) -> Path:
     return config.state_dir / "tier-measurements.json"
 
 
-def measure_tier(config: Config, tier: Tier, frames: int = 20) -> float:
-    """Processed frames per second of one tier on this device (single stream, batch 1)."""
+def size_variant(frame_size: Tuple[int, int]) -> str:
+    """The cache variant of measurements decoding frames of `frame_size`."""
+    return f"@{frame_size[0]}x{frame_size[1]}"
+
+
+def measure_tier(
+    config: Config, tier: Tier, frame_size: Tuple[int, int] = (1280, 720), frames: int = 20
+) -> float:
+    """Analysed frames per second of one tier on this device, one stream, batch 1, each frame
+    decoded from a video at the cameras' resolution `frame_size` (width, height) first:
+    decoding a 720p frame costs about as much as half an inference on a small CPU, so a
+    capacity measured on frames already in memory promises twice what the cameras get."""
     detector = load_tier_detector(config, tier, max_batch=1)
     try:
-        image = np.random.default_rng(0).integers(0, 255, (360, 640, 3), dtype=np.uint8)
-        detect(detector, [image])  # warm-up: first-run allocations are not the tier's speed
-        started = time.perf_counter()
-        for _ in range(frames):
-            detect(detector, [image])
-        return frames / (time.perf_counter() - started)
+        with tempfile.TemporaryDirectory() as tmp:
+            video = _measurement_clip(Path(tmp) / "measure.mp4", frame_size, frames + 1)
+            capture = cv2.VideoCapture(str(video), cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, config.decode.threads])
+            try:
+                ok, image = capture.read()
+                if not ok:
+                    raise RuntimeError(f"{video}: OpenCV cannot decode the clip it just wrote")
+                detect(detector, [image])  # warm-up: first-run allocations are not the tier's speed
+                started = time.perf_counter()
+                count = 0
+                while count < frames:
+                    ok, image = capture.read()
+                    if not ok:
+                        break
+                    detect(detector, [image])
+                    count += 1
+                return max(count, 1) / (time.perf_counter() - started)
+            finally:
+                capture.release()
     finally:
         detector.close()
+
+
+def _measurement_clip(path: Path, frame_size: Tuple[int, int], frames: int) -> Path:
+    """A short clip of moving noise blocks at `frame_size` (compressible like a scene, not flat)."""
+    width, height = frame_size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 15.0, (width, height))
+    rng = np.random.default_rng(0)
+    base = cv2.resize(rng.integers(0, 255, (height // 16 + 1, width // 16 + 1, 3), dtype=np.uint8), (width, height))
+    try:
+        for index in range(frames):
+            writer.write(np.roll(base, index * 8, axis=1))
+    finally:
+        writer.release()
+    return path

@@ -21,18 +21,22 @@ from edge.device.tiers import (
     MeasurementCache,
     TierSelection,
     default_cache_path,
+    fit_warning,
     measure_tier,
     predict_capacities,
     select_tiers,
+    size_variant,
 )
 from edge.runtime.analysis import CameraAnalysis, WindowSink
 from edge.runtime.clock import StampClock
 from edge.runtime.lifecycle import Appliance, ApplianceParts, PublishingSink
 from edge.runtime.pipeline import FrameAnalyser, Pipeline
-from edge.runtime.sources import FrameSource, SourceReader
+from edge.runtime.sources import FrameSource, SourceReader, stream_size
 from edge.runtime.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
+
+DEFAULT_FRAME_SIZE = (1280, 720)
 
 
 class _TelemetryRelay:
@@ -58,17 +62,31 @@ def _select(config: Config, profile: HardwareProfile) -> TierSelection:
     return selection
 
 
+def _frame_size(config: Config) -> Tuple[int, int]:
+    """The largest frame the cameras' analysed streams deliver (720p when none can be opened
+    now): tier capacities are measured decoding frames of this size."""
+    sizes = [stream_size(camera.analysed_url(), config.decode.threads) for camera in config.cameras]
+    known = [size for size in sizes if size is not None]
+    return max(known, key=lambda size: size[0] * size[1]) if known else DEFAULT_FRAME_SIZE
+
+
 def _controller(
     config: Config, profile: HardwareProfile, selection: TierSelection, clock: Callable[[], float]
-) -> AdaptiveController:
+) -> Tuple[AdaptiveController, Optional[str]]:
+    """The controller, and the one-line warning when no tier can hold the cameras' target."""
+    frame_size = _frame_size(config)
     capacities = predict_capacities(
         selection.runnable,
-        lambda tier: measure_tier(config, tier),
+        lambda tier: measure_tier(config, tier, frame_size),
         MeasurementCache(default_cache_path(config)),
         profile.fingerprint(),
+        size_variant(frame_size),
     )
     target = sum(camera.target_fps for camera in config.cameras)
-    return AdaptiveController(selection.runnable, capacities, target, config.policy, clock)
+    warning = fit_warning(selection.runnable, capacities, target, len(config.cameras))
+    if warning is not None:
+        log.warning("%s", warning)
+    return AdaptiveController(selection.runnable, capacities, target, config.policy, clock), warning
 
 
 def build_appliance(
@@ -90,7 +108,7 @@ def build_appliance(
     stamps = StampClock(wall=clock)
     steady = stamps.pipeline_time
     selection = _select(config, profile)
-    controller = _controller(config, profile, selection, steady)
+    controller, capacity_warning = _controller(config, profile, selection, steady)
     log.info("%s", controller.start_change)
     if on_tier_change is not None:
         on_tier_change(controller.start_change)
@@ -109,7 +127,12 @@ def build_appliance(
     for camera in config.cameras:
         analyses[camera.id] = CameraAnalysis(config, camera, window_sinks, stamps=stamps)
         source = SourceReader(
-            camera.id, camera.source_url(), realtime=camera.realtime, loop=camera.loop, clock=steady
+            camera.id,
+            camera.analysed_url(),
+            realtime=camera.realtime,
+            loop=camera.loop,
+            clock=steady,
+            decode_threads=config.decode.threads,
         )
         wiring.append((camera, source, analyses[camera.id]))
     max_batch = min(config.detector.max_batch, len(config.cameras))
@@ -129,6 +152,7 @@ def build_appliance(
         delivery=delivery,
         clock=clock,
         stamps=stamps,
+        capacity_warning=capacity_warning,
     )
     appliance = Appliance(parts, precision, on_tier_change)
     relay.source = appliance.telemetry

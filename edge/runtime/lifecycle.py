@@ -72,6 +72,7 @@ class ApplianceParts:
     clock: Callable[[], float] = time.time  # wall clock: stamps live state
     stamps: Optional[StampClock] = None  # wall-clock step detection (windows' stamps)
     monotonic: Callable[[], float] = time.monotonic  # schedules
+    capacity_warning: Optional[str] = None  # no tier is predicted to hold the cameras' target
 
 
 class Appliance:
@@ -131,6 +132,7 @@ class Appliance:
             cameras=self.pipeline.stats(),
             latency_ms=self.pipeline.timer.percentiles_ms(),
             load=DeviceLoad(read_temperature_c(), read_memory_percent(), _cpu_percent()),
+            capacity_warning=self.parts.capacity_warning,
         )
 
     def healthy(self) -> bool:

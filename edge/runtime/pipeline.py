@@ -33,6 +33,8 @@ from edge.runtime.sources import Frame, FrameSource
 log = logging.getLogger(__name__)
 
 STAGES = ("decode", "preprocess", "inference", "postprocess", "analysis")
+# Not a stage: from the reader starting to read a frame to its counts being updated.
+LATENCY = "read_to_counts"
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,9 @@ class StageTimer:
     """Rolling per-stage durations (seconds) for telemetry and the benchmark."""
 
     def __init__(self, size: int = 512) -> None:
-        self._samples: Dict[str, Deque[float]] = {stage: deque(maxlen=size) for stage in STAGES}
-        self._totals: Dict[str, float] = {stage: 0.0 for stage in STAGES}
+        self._size = size
+        self._samples: Dict[str, Deque[float]] = {stage: deque(maxlen=size) for stage in (*STAGES, LATENCY)}
+        self._totals: Dict[str, float] = {stage: 0.0 for stage in (*STAGES, LATENCY)}
         self._lock = threading.Lock()
 
     def add(self, stage: str, seconds: float) -> None:
@@ -69,6 +72,30 @@ class StageTimer:
         """Seconds spent in a stage since the start (the controller's busy time)."""
         with self._lock:
             return self._totals[stage]
+
+    def reset(self, size: Optional[int] = None) -> None:
+        """Forget the samples (not the totals): a benchmark measures from here, keeping up to
+        `size` samples per stage."""
+        with self._lock:
+            self._size = size or self._size
+            self._samples = {stage: deque(maxlen=self._size) for stage in self._samples}
+
+    def summary_ms(self) -> Dict[str, Dict[str, float]]:
+        """mean/p50/p95/p99 (ms) and the sample count of every stage that has samples."""
+        with self._lock:
+            out = {}
+            for stage, samples in self._samples.items():
+                if samples:
+                    values = np.fromiter(samples, float) * 1000.0
+                    p50, p95, p99 = np.percentile(values, (50, 95, 99))
+                    out[stage] = {
+                        "mean": round(float(values.mean()), 3),
+                        "p50": round(float(p50), 3),
+                        "p95": round(float(p95), 3),
+                        "p99": round(float(p99), 3),
+                        "n": float(len(values)),
+                    }
+            return out
 
     def percentiles_ms(self, qs: Sequence[float] = (50, 90, 99)) -> Dict[str, Dict[str, float]]:
         with self._lock:
@@ -93,10 +120,14 @@ class CameraRuntime:
     last_timestamp: Optional[float] = None
     processed_times: Deque[float] = field(default_factory=lambda: deque(maxlen=256))
 
+    def interval_s(self, frame_skip: int) -> float:
+        """Source seconds between two analysed frames."""
+        return frame_skip / self.config.target_fps
+
     def due(self, frame: Frame, frame_skip: int) -> bool:
         if self.last_timestamp is None:
             return True
-        interval = frame_skip / self.config.target_fps
+        interval = self.interval_s(frame_skip)
         # A little slack so a source at exactly the target rate is not skipped by jitter.
         return frame.timestamp - self.last_timestamp >= interval * 0.9
 
@@ -133,7 +164,7 @@ class _AnalysisJob:
 class CameraStats:
     camera_id: str
     processed: int
-    skipped: int
+    skipped: int  # not due: grabbed but not converted by the source, or passed over by the worker
     dropped: int
     reconnects: int
     connected: bool
@@ -183,6 +214,12 @@ class Pipeline:
         self._frame_ready = threading.Event()
         for camera in self.cameras:
             camera.source.frame_ready = self._frame_ready
+        self._pace_sources(frame_skip)
+
+    def _pace_sources(self, frame_skip: int) -> None:
+        """Tell each source which frames are due, so it does not convert the others."""
+        for camera in self.cameras:
+            camera.source.pace(camera.interval_s(frame_skip))
 
     @property
     def frame_skip(self) -> int:
@@ -195,6 +232,7 @@ class Pipeline:
         with self._lock:
             self._retired.append(self._settings.detector)
             self._settings = _Settings(detector, frame_skip, tier_name)
+        self._pace_sources(frame_skip)
 
     def start(self) -> None:
         for camera in self.cameras:
@@ -242,7 +280,7 @@ class Pipeline:
         return CameraStats(
             camera_id=camera.config.id,
             processed=camera.processed,
-            skipped=camera.skipped,
+            skipped=camera.skipped + camera.source.stats.frames_skipped,
             dropped=camera.source.stats.frames_dropped,
             reconnects=camera.source.stats.reconnects,
             connected=camera.source.stats.connected,
@@ -326,7 +364,10 @@ class Pipeline:
                     job.camera.analyser.update(job.frame, job.detections, job.seconds)
                 job.camera.analyser.poll(job.now, job.status, final=job.final)
                 if job.frame is not None:
-                    self.timer.add("analysis", time.perf_counter() - started)
+                    done = time.perf_counter()
+                    self.timer.add("analysis", done - started)
+                    if job.frame.read_at > 0:
+                        self.timer.add(LATENCY, done - job.frame.read_at)
             except BaseException as exc:
                 log.exception("analysis failed")
                 self.error = exc

@@ -8,6 +8,18 @@ exponential backoff; a one-shot command gets a SourceError instead.
 
 The pipeline depends on the `FrameSource` protocol, not on OpenCV: `SourceReader` implements
 it for real sources, and tests feed the pipeline with sources that need no video file.
+
+Decoding is most of a camera's cost, so a reader does as little of it as it can:
+- it knows the pipeline's pacing (`pace`: one analysed frame per `frame_skip / target_fps`
+  seconds) and only `grab()`s the frames in between: the compressed stream must still be decoded
+  (H.264 frames depend on each other) but a frame that will not be analysed is never converted
+  to BGR nor copied (`retrieve()`);
+- a real-time file that fell behind its schedule while the worker is busy drops the late frames
+  before converting them (a newer one is already there), the way a live camera's frames pile up
+  while the device is busy;
+- the FFmpeg decoder gets `decode_threads` threads (1 by default: frame threading adds a frame of
+  latency and a set of buffers per thread, and with several cameras there is no idle core to give);
+- a camera may be read from its low-resolution sub-stream (`detect_source`), the way NVRs analyse.
 """
 
 import itertools
@@ -16,7 +28,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Generator, List, Optional, Protocol
+from typing import Callable, Generator, List, Optional, Protocol, Tuple
 
 import cv2
 import numpy as np
@@ -34,12 +46,14 @@ class Frame:
     timestamp: float  # UNIX seconds the frame stands for (media time for files)
     image: np.ndarray  # BGR uint8
     decode_s: float = 0.0  # time the reader spent decoding it
+    read_at: float = 0.0  # time.perf_counter() when the reader started reading it (latency)
 
 
 @dataclass
 class SourceStats:
-    frames_read: int = 0
-    frames_dropped: int = 0  # replaced before the pipeline took them
+    frames_read: int = 0  # frames handed to the pipeline (converted)
+    frames_dropped: int = 0  # due frames replaced before the pipeline took them, or too late to convert
+    frames_skipped: int = 0  # frames grabbed but not converted: not due under the pacing
     reconnects: int = 0
     connected: bool = False
     last_error: str = ""
@@ -60,6 +74,11 @@ class FrameSource(Protocol):
 
     def take(self, timeout: float = 0.0) -> Optional[Frame]:
         """The newest frame not yet taken (None when there is none)."""
+        ...
+
+    def pace(self, interval_s: float) -> None:
+        """Hand over at most one frame per `interval_s` seconds of source time (0: every frame);
+        the source may skip the others before decoding them fully."""
         ...
 
 
@@ -93,14 +112,16 @@ def csi_pipeline(sensor_id: int, width: int = 1280, height: int = 720, fps: int 
     )
 
 
-def open_capture(source: str) -> cv2.VideoCapture:
-    """Open a source with the right OpenCV backend; raises SourceError when it cannot be opened."""
+def open_capture(source: str, decode_threads: int = 0) -> cv2.VideoCapture:
+    """Open a source with the right OpenCV backend; raises SourceError when it cannot be opened.
+    `decode_threads`: FFmpeg decoder threads for files and network streams (0: FFmpeg's choice)."""
     kind = classify(source)
+    threads = [cv2.CAP_PROP_N_THREADS, decode_threads] if decode_threads > 0 else []
     if kind == "file":
         path = Path(source[len("file://") :] if source.startswith("file://") else source)
         if not path.is_file():
             raise SourceError(f"{path}: no such video file")
-        capture = cv2.VideoCapture(str(path))
+        capture = cv2.VideoCapture(str(path), cv2.CAP_ANY, threads)
         ok = capture.isOpened()
         if ok:
             ok, _ = capture.read()
@@ -121,12 +142,25 @@ def open_capture(source: str) -> cv2.VideoCapture:
         capture = cv2.VideoCapture(
             source,
             cv2.CAP_FFMPEG,
-            [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000],
+            [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000, *threads],
         )
     if not capture.isOpened():
         capture.release()
         raise SourceError(f"{redact(source)}: cannot open {kind} source")
     return capture
+
+
+def stream_size(source: str, decode_threads: int = 1) -> Optional[Tuple[int, int]]:
+    """(width, height) of a source's frames, or None when it cannot be opened now."""
+    try:
+        capture = open_capture(source, decode_threads)
+    except SourceError:
+        return None
+    try:
+        width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        return (width, height) if width > 0 and height > 0 else None
+    finally:
+        capture.release()
 
 
 def redact(source: str) -> str:
@@ -149,6 +183,7 @@ class SourceReader:
         loop: bool = False,
         clock: Callable[[], float] = time.time,
         max_backoff_s: float = 30.0,
+        decode_threads: int = 1,
     ) -> None:
         self.camera_id = camera_id
         self.source = source
@@ -160,6 +195,9 @@ class SourceReader:
         self.finished = False  # a file source reached its end (and does not loop)
         self._clock = clock
         self._max_backoff_s = max_backoff_s
+        self._decode_threads = decode_threads
+        self._interval_s = 0.0  # pacing set by the pipeline (a float: written and read whole)
+        self._last_due: Optional[float] = None  # timestamp of the last frame handed over (reader only)
         self._condition = threading.Condition()
         self._frame: Optional[Frame] = None
         self._stop = threading.Event()
@@ -170,7 +208,7 @@ class SourceReader:
 
     def open(self) -> None:
         """Open now so a bad source fails fast with a SourceError."""
-        self._capture = open_capture(self.source)
+        self._capture = open_capture(self.source, self._decode_threads)
         self.fps = float(self._capture.get(cv2.CAP_PROP_FPS) or 0.0)
         if not (0 < self.fps < 240):
             self.fps = 25.0
@@ -202,6 +240,17 @@ class SourceReader:
                 self._condition.notify_all()
             return frame
 
+    def pace(self, interval_s: float) -> None:
+        self._interval_s = max(0.0, interval_s)
+
+    def _due(self, timestamp: float) -> bool:
+        """Whether the frame of `timestamp` is worth converting under the current pacing. A
+        little slack so a source at exactly the target rate is not skipped by jitter (the
+        pipeline applies the same rule to the frames it takes)."""
+        if self._last_due is None or self._interval_s <= 0:
+            return True
+        return timestamp - self._last_due >= self._interval_s * 0.9 or timestamp < self._last_due
+
     def _publish(self, frame: Frame) -> None:
         with self._condition:
             if not self.realtime:
@@ -219,6 +268,7 @@ class SourceReader:
         backoff = 1.0
         index = 0
         start = self._clock()
+        dropped_late = False
         while not self._stop.is_set():
             if self._capture is None:
                 try:
@@ -233,10 +283,19 @@ class SourceReader:
                     backoff = min(backoff * 2, self._max_backoff_s)
                     continue
             assert self._capture is not None
+            late = False
+            timestamp = self._clock()
+            if self.kind == "file":
+                timestamp = start + index / self.fps
+                if self.realtime:
+                    # A camera's frame arrives at its time: wait for it, then decode.
+                    delay = timestamp - self._clock()
+                    if delay > 0:
+                        self._stop.wait(delay)
+                    # More than a frame behind: a newer frame is already there.
+                    late = delay < -1.0 / self.fps
             decode_start = time.perf_counter()
-            ok, image = self._capture.read()
-            decode_s = time.perf_counter() - decode_start
-            if not ok:
+            if not self._capture.grab():
                 if self.kind == "file":
                     if self.loop and index > 0:
                         self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
@@ -254,16 +313,31 @@ class SourceReader:
                 self._capture.release()
                 self._capture = None
                 continue
-            if self.kind == "file":
-                timestamp = start + index / self.fps
-                if self.realtime:
-                    delay = timestamp - self._clock()
-                    if delay > 0:
-                        self._stop.wait(delay)
-            else:
+            if self.kind != "file":
                 timestamp = self._clock()
-            self._publish(Frame(self.camera_id, index, timestamp, image, decode_s))
             index += 1
+            if not self._due(timestamp):
+                with self._condition:
+                    self.stats.frames_skipped += 1
+                continue
+            if late and not dropped_late:
+                # Behind, and the worker has not taken the last frame yet (it is busy): this
+                # frame would be replaced by the next one before it is taken, so it is dropped
+                # before being converted. Never two in a row, so the frame handed over stays
+                # at most a frame old; a worker that is waiting gets every frame.
+                with self._condition:
+                    dropped_late = self._frame is not None
+                    if dropped_late:
+                        self.stats.frames_dropped += 1
+                if dropped_late:
+                    continue
+            dropped_late = False
+            ok, image = self._capture.retrieve()
+            if not ok:
+                continue
+            self._last_due = timestamp
+            decode_s = time.perf_counter() - decode_start
+            self._publish(Frame(self.camera_id, index - 1, timestamp, image, decode_s, decode_start))
 
 
 def frames_of(capture: cv2.VideoCapture) -> Generator[np.ndarray, None, None]:

@@ -38,10 +38,11 @@ class Telemetry:
     latency_ms: Dict[str, Dict[str, float]]  # stage → {p50, p90, p99}
     load: DeviceLoad
     sources_down: Sequence[str] = ()  # cameras without frames (edge.runtime.source_health)
+    capacity_warning: Optional[str] = None  # the cameras cannot fit at any tier (start-up prediction)
 
     def to_wire(self) -> Dict[str, Any]:
         changes: List[Dict[str, object]] = [change.to_dict() for change in self.tier_changes[-RECENT_TIER_CHANGES:]]
-        return {
+        wire: Dict[str, Any] = {
             "version": self.version,
             "tier": self.tier,
             "tier_level": self.tier_level,
@@ -57,3 +58,6 @@ class Telemetry:
             "memory_percent": self.load.memory_percent,
             "cpu_percent": self.load.cpu_percent,
         }
+        if self.capacity_warning is not None:  # optional: only when the cameras cannot fit
+            wire["capacity_warning"] = self.capacity_warning
+        return wire

@@ -1,0 +1,155 @@
+"""The pipeline against the baselines on one 720p stream as fast as it goes, same clip, same run,
+interleaved rounds (medians and the median of each round's ratios):
+
+- pipeline: `video-analysis` end to end (reader thread, inference worker, tracking, analytics),
+  the default tier;
+- naive loop: one thread doing `cap.read()` → detector → tracking + analytics, in FP32 and INT8
+  (what one writes first with the same model);
+- raw engine: the detector alone on frames already in memory (the ceiling);
+- Ultralytics `track()` with YOLOv8n at 320 and 640 and YOLO11n at 320, run by
+  `benchmarks/baselines_ultralytics.py` in its own venv (`--ultralytics-python`), with
+  Ultralytics' default torch threads and with one per core.
+
+    python benchmarks/baselines.py --clip /tmp/va-clips/plaza-720p.mp4 --rounds 5 \\
+        --ultralytics-python /tmp/va-baselines-venv/bin/python --json benchmarks/results/baselines.json \\
+        --markdown benchmarks/results/baselines.md
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable, Dict, List
+
+import cv2
+import numpy as np
+
+from edge.commands.bench import measure_engine, measure_pipeline
+from edge.config import Config, parse_config
+from edge.core.tiers import Tier
+from edge.detection.engines.base import detect
+from edge.detection.factory import load_tier_detector
+from edge.device.hardware import probe
+from edge.device.tiers import tier_from_config, tiers_for_platform
+from edge.runtime.analysis import CameraAnalysis
+from edge.runtime.sources import Frame, read_all_frames
+
+HERE = Path(__file__).resolve().parent
+ULTRALYTICS = [("yolov8n.yaml", 320, 0), ("yolov8n.yaml", 640, 0), ("yolo11n.yaml", 320, 0), ("yolov8n.yaml", 320, 2)]
+
+
+def naive_loop(config: Config, tier: Tier, clip: Path, seconds: float) -> float:
+    """Frames per second of the loop one writes first: read, detect, track, count, repeat."""
+    camera = parse_config({"cameras": [{"id": "naive", "source": str(clip), "target_fps": 15}]}).cameras[0]
+    detector = load_tier_detector(config, tier, max_batch=1)
+    analysis = CameraAnalysis(config, camera, sinks=[])
+    capture = cv2.VideoCapture(str(clip))
+    try:
+        count, index, started = 0, 0, 0.0
+        while True:
+            ok, image = capture.read()
+            if not ok:
+                capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                continue
+            detections = detect(detector, [image])[0]
+            analysis.update(Frame("naive", index, index / 15.0, image), detections, 1 / 15.0)
+            index += 1
+            if index == 10:
+                started = time.perf_counter()
+            elif index > 10:
+                count += 1
+                if time.perf_counter() - started >= seconds:
+                    return count / (time.perf_counter() - started)
+    finally:
+        capture.release()
+        detector.close()
+
+
+def ultralytics_fps(python: str, clip: Path, model: str, imgsz: int, threads: int) -> Dict[str, Any]:
+    args = [python, str(HERE / "baselines_ultralytics.py"), "--clip", str(clip), "--model", model]
+    args += ["--imgsz", str(imgsz), "--threads", str(threads)]
+    out = subprocess.run(args, check=True, capture_output=True, text=True, cwd=tempfile.gettempdir())
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def _ultralytics_run(python: str, clip: Path, model: str, imgsz: int, threads: int) -> Callable[[], float]:
+    return lambda: float(ultralytics_fps(python, clip, model, imgsz, threads)["fps"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clip", type=Path, required=True)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--ultralytics-python")
+    parser.add_argument("--state-dir", type=Path, default=Path(tempfile.gettempdir()) / "va-streams-state")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--markdown", type=Path)
+    args = parser.parse_args()
+    config = parse_config({"state_dir": str(args.state_dir)})
+    _, tiers = tiers_for_platform(config.policy, probe().platform)
+    tier = tier_from_config(0, tiers[0])
+    fp32 = replace(tier, precision="fp32")
+    frames = read_all_frames(str(args.clip), limit=60)
+    runs: Dict[str, Callable[[], float]] = {
+        "pipeline": lambda: measure_pipeline(config, tier, args.clip, args.seconds)[0],
+        "naive loop FP32": lambda: naive_loop(config, fp32, args.clip, args.seconds),
+        "naive loop INT8": lambda: naive_loop(config, tier, args.clip, args.seconds),
+        "raw engine": lambda: measure_engine(config, tier, frames, args.seconds)["fps"],
+    }
+    if args.ultralytics_python:
+        for model, imgsz, threads in ULTRALYTICS:
+            name = f"Ultralytics track() {model.split('.')[0]} @{imgsz}" + (f" {threads} threads" if threads else "")
+            runs[name] = _ultralytics_run(args.ultralytics_python, args.clip, model, imgsz, threads)
+    rounds: List[Dict[str, float]] = []
+    for number in range(1, args.rounds + 1):
+        row: Dict[str, float] = {"load_before": round(os.getloadavg()[0], 2)}
+        for name, run in runs.items():
+            print(f"round {number}/{args.rounds}: {name}", flush=True)
+            row[name] = round(run(), 2)
+        print(json.dumps(row), flush=True)
+        rounds.append(row)
+        if args.json:
+            args.json.write_text(json.dumps(_report(tier, args, rounds, runs), indent=1))
+    report = _report(tier, args, rounds, runs)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+    if args.markdown:
+        args.markdown.write_text(to_markdown(report))
+    print(to_markdown(report))
+
+
+def _report(
+    tier: Tier, args: argparse.Namespace, rounds: List[Dict[str, float]], runs: Dict[str, Any]
+) -> Dict[str, Any]:
+    medians = {name: float(np.median([r[name] for r in rounds])) for name in runs}
+    ratios = {
+        name: float(np.median([r["pipeline"] / r[name] for r in rounds])) for name in runs if name != "pipeline"
+    }
+    return {"tier": tier.name, "clip": str(args.clip), "seconds": args.seconds, "rounds": rounds,
+            "median_fps": medians, "pipeline_over": ratios}
+
+
+def to_markdown(report: Dict[str, Any]) -> str:
+    lines = [
+        "# The pipeline against the baselines: one 720p H.264 stream as fast as it goes",
+        "",
+        f"Tier {report['tier']}; clip `{Path(report['clip']).name}`; {report['seconds']} s per measurement; "
+        f"{len(report['rounds'])} interleaved rounds; load average before each round: "
+        f"{', '.join(str(r['load_before']) for r in report['rounds'])}.",
+        "",
+        "| what | median fps | pipeline ÷ it (median of rounds) |",
+        "|---|---|---|",
+    ]
+    for name, fps in report["median_fps"].items():
+        ratio = report["pipeline_over"].get(name)
+        lines.append(f"| {name} | {fps:.1f} | {'' if ratio is None else f'{ratio:.2f}×'} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Markdown table and plot of `benchmarks/streams.py` result files (several runs, sub-streams and
+resolutions side by side).
+
+    python benchmarks/streams_report.py --label 720p a.json b.json --label "720p + 360p sub-stream" c.json \\
+        --label 1080p d.json --json benchmarks/results/streams.json --markdown ... --plot ...
+"""
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Dict, List
+
+
+def to_markdown(groups: Dict[str, List[Dict[str, Any]]]) -> str:
+    lines = [
+        "# Streams per device: real-time H.264 cameras at 15 FPS each",
+        "",
+        "Each row one run in its own process (`benchmarks/streams.py`), the default tier pinned; drops = due "
+        "frames lost (replaced before the worker took them, or late while it was busy) as a share of the due "
+        "frames; CPU in % of one core (the machine has 2); load = the load average before the run.",
+        "",
+        "| streams | cameras | total analysed fps | fps per camera | drops % | CPU % | peak RSS MB | "
+        "read→counts p99 ms | load |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label, runs in groups.items():
+        for r in runs:
+            p99 = r["stages_ms"].get("read_to_counts", {}).get("p99", "")
+            lines.append(
+                f"| {label} | {r['cameras']} | {r['analysed_fps_total']} | {r['analysed_fps_per_camera']} | "
+                f"{r['drop_percent']} | {r['cpu_percent']} | {r['peak_rss_mb']} | {p99} | {r['load_before']} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def plot(groups: Dict[str, List[Dict[str, Any]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for label, runs in groups.items():
+        runs = sorted(runs, key=lambda r: (r["cameras"], r["load_before"]))
+        left.plot([r["cameras"] for r in runs], [r["analysed_fps_total"] for r in runs], "o-", label=label)
+        right.plot([r["cameras"] for r in runs], [r["drop_percent"] for r in runs], "o-", label=label)
+    left.set_xlabel("cameras at 15 FPS")
+    left.set_ylabel("total analysed FPS")
+    right.set_xlabel("cameras at 15 FPS")
+    right.set_ylabel("unintended drops %")
+    right.axhline(1.0, color="grey", linestyle=":")
+    left.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--label", action="append", nargs="+", required=True, metavar=("LABEL", "FILE"))
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--markdown", type=Path)
+    parser.add_argument("--plot", type=Path)
+    args = parser.parse_args()
+    groups: Dict[str, List[Dict[str, Any]]] = {}
+    for label, *files in args.label:
+        groups[label] = [run for name in files for run in json.loads(Path(name).read_text())]
+    if args.json:
+        args.json.write_text(json.dumps(groups, indent=1))
+    markdown = to_markdown(groups)
+    if args.markdown:
+        args.markdown.write_text(markdown)
+    if args.plot:
+        plot(groups, args.plot)
+    print(markdown)
+
+
+if __name__ == "__main__":
+    main()
