@@ -46,8 +46,13 @@ def test_dashboard_shows_the_device_online_its_counts_and_heatmap(tmp_path: Path
     scene = standard_scenes()[0]
     ok, jpeg = cv2.imencode(".jpg", render(scene, 30))
     assert ok
+    # Snapshots are off by default (privacy): this site turns them on for the heatmap overlay.
     config = make_config(
-        tmp_path, mosquitto_broker.port, device_id="lobby-pi", cameras=[{"id": "door-cam", "source": "x.mp4"}]
+        tmp_path,
+        mosquitto_broker.port,
+        device_id="lobby-pi",
+        cameras=[{"id": "door-cam", "source": "x.mp4"}],
+        snapshot={"enabled": True},
     )
     with local_server(mosquitto_broker.port, tmp_path / "aggregator.sqlite") as server:
         publisher = Publisher(config, Spool.from_config(config), "boot-1")
