@@ -154,7 +154,9 @@ def test_two_replicas_on_postgres_store_every_message_exactly_once(tmp_path, pos
             replicas[name] = start_replica(tmp_path, name, broker, postgres.url)
         expected = {}
         for d in range(devices):
-            config = make_config(spools, broker.port, device_id=f"dev-{d:02d}", ack_timeout_s=5.0, max_inflight=50)
+            config = make_config(
+                spools, broker.port, device_id=f"dev-{d:02d}", ack_timeout_s=5.0, max_inflight=50, acks=True
+            )
             publisher = Publisher(config, Spool.from_config(config), f"boot{d}")
             expected[config.device_id] = [
                 publisher.submit("counts", "cam1", (10.0 * i, 10.0 * i + 10), counts_body(frames=i))

@@ -52,7 +52,7 @@ def test_a_poison_record_does_not_block_the_records_after_it(mosquitto_broker, i
 def test_the_edge_publisher_drains_past_a_poison_record(tmp_path, mosquitto_broker, ingest_factory):
     """The real device: a record the server refuses is settled, so the spool drains."""
     ingest = ingest_factory(mosquitto_broker)
-    config = make_config(tmp_path, mosquitto_broker.port)
+    config = make_config(tmp_path, mosquitto_broker.port, acks=True)
     publisher = Publisher(config, Spool.from_config(config), "boot-1")
     poisoned = {**counts_body(), "lines": {"door": {"in": 1, "out": 0, "sideways": 3}}}
     seqs = [publisher.submit("counts", "cam1", (i, i + 1.0), poisoned if i == 1 else counts_body()) for i in range(4)]
@@ -111,7 +111,7 @@ def run_fault(tmp_path, broker, small_fs, make_fault, clear_fault, holder=None):
     http = start_http(create_app(ingest.store, ingest, None), "127.0.0.1", 0)
     if holder is not None:
         holder["ingest"] = ingest
-    config = make_config(tmp_path, broker.port, ack_timeout_s=1.0)
+    config = make_config(tmp_path, broker.port, ack_timeout_s=1.0, acks=True)
     publisher = Publisher(config, Spool.from_config(config), "boot-1")
     publisher.start()
     try:

@@ -200,7 +200,7 @@ def test_flood_of_10000_hostile_payloads_with_a_valid_device_alongside(tmp_path,
     try:
         ingest = ingest_factory(mosquitto_broker)
         vandal = raw_client(mosquitto_broker)
-        config = make_config(tmp_path, mosquitto_broker.port, device_id="good")
+        config = make_config(tmp_path, mosquitto_broker.port, device_id="good", acks=True)
         good = Publisher(config, Spool.from_config(config), "boot1")
         good.start()
         submitted = []
@@ -232,7 +232,10 @@ def test_flood_of_10000_hostile_payloads_with_a_valid_device_alongside(tmp_path,
         assert stored_x <= accepted
         assert {m.device for m in ingest.store.messages()} <= {"good", "x"}
         assert peak_rss - baseline_rss < 300 * 1024 * 1024, (baseline_rss, peak_rss)
-        assert ingest.stats().malformed >= 9_000
+        # Half the flood is QoS 0, which the broker may drop when the ingest's queue is full: count
+        # what arrived. Nearly all of it is refused (a few mutations are valid messages).
+        stats = ingest.stats()
+        assert stats.received >= 5_000 and stats.malformed >= 0.8 * stats.received, stats
         assert len(logged) < 300 and sum(map(len, logged)) < 200_000, (len(logged), sum(map(len, logged)))
         vandal.disconnect()
         vandal.loop_stop()
