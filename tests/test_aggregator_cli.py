@@ -64,6 +64,7 @@ def test_usage_error_is_exit_code_2():
     assert cli("frobnicate").returncode == 2
 
 
+@pytest.mark.slow
 def test_run_logs_reconnect_attempts_and_stops_on_sigterm(tmp_path):
     path = tmp_path / "aggregator.yaml"
     path.write_text(yaml.safe_dump({
@@ -82,6 +83,7 @@ def test_run_logs_reconnect_attempts_and_stops_on_sigterm(tmp_path):
     assert "Traceback" not in stderr
 
 
+@pytest.mark.slow
 def test_run_tells_systemd_ready_and_pings_the_watchdog(tmp_path, mosquitto_broker):
     path = tmp_path / "aggregator.yaml"
     path.write_text(yaml.safe_dump({

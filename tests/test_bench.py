@@ -49,6 +49,7 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_scene(scene, tmp_path_factory.mktemp("clip"))
 
 
+@pytest.mark.slow
 def test_measure_pipeline_applies_the_tiers_frame_skip_and_measures_coverage(clip: Path, tmp_path: Path) -> None:
     config = parse_config({"state_dir": str(tmp_path)})
     tier = Tier(0, SSD, "fp32", "onnxruntime", 224, 3)

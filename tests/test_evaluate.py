@@ -104,6 +104,7 @@ def synthetic(tmp_path_factory):
     return scene, video, write_mot(out / "gt.txt", rows), truth.line_counts()
 
 
+@pytest.mark.slow
 def test_evaluate_on_a_synthetic_scene(synthetic, tmp_path, capsys):
     scene, video, gt, true_lines = synthetic
     line = scene.lines[0]

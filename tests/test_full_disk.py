@@ -52,6 +52,7 @@ def status_of(recorder: Recorder) -> dict:
     return json.loads(statuses[-1].payload) if statuses else {}
 
 
+@pytest.mark.slow
 def test_full_disk_degrades_then_recovers_by_itself(tmp_path, tiny_disk, mosquitto_broker):
     config = make_config(
         tmp_path, mosquitto_broker.port, spool={"path": str(tiny_disk / "spool.sqlite")}, stall_timeout_s=1.0
@@ -88,6 +89,7 @@ def test_full_disk_degrades_then_recovers_by_itself(tmp_path, tiny_disk, mosquit
         recorder.close()
 
 
+@pytest.mark.slow
 def test_the_sender_survives_a_spool_that_cannot_be_read_and_resumes(tmp_path, mosquitto_broker, caplog):
     config = make_config(tmp_path, mosquitto_broker.port)
     spool = Spool.from_config(config)

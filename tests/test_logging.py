@@ -102,6 +102,7 @@ def _run_with_level(tmp_path: Path, level: str) -> str:
     return text
 
 
+@pytest.mark.slow
 def test_run_honours_the_configured_log_level_under_the_journal(tmp_path: Path) -> None:
     assert "<6>edge.runtime.appliance: tier " in _run_with_level(tmp_path, "info")
     assert "<6>" not in _run_with_level(tmp_path, "error")

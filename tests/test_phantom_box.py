@@ -28,6 +28,7 @@ def empty_frames():
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 @pytest.mark.parametrize("keep_aspect", [True, False])
 def test_no_box_on_empty_frames_at_any_supported_input(precision, keep_aspect):

@@ -25,6 +25,7 @@ def fast_switching():
     sys.setswitchinterval(before)
 
 
+@pytest.mark.slow
 def test_stats_and_telemetry_from_three_threads_against_a_busy_worker(fast_switching) -> None:
     config = three_cameras()
     closed: List[ClosedWindow] = []

@@ -54,6 +54,7 @@ def _assert_no_secret(text: str) -> None:
         assert secret not in text, f"{secret} printed:\n{text}"
 
 
+@pytest.mark.slow
 def test_nothing_secret_in_what_run_and_check_config_print(tmp_path: Path, mosquitto_broker) -> None:
     path = tmp_path / "config.yaml"
     config = _config(tmp_path, mosquitto_broker.port)

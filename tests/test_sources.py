@@ -45,6 +45,7 @@ def test_file_as_fast_as_possible_delivers_every_frame(video: Path) -> None:
     assert frames[1].timestamp - frames[0].timestamp == pytest.approx(0.05)
 
 
+@pytest.mark.slow
 def test_realtime_file_keeps_latest_and_counts_drops(video: Path) -> None:
     reader = SourceReader("cam", str(video), realtime=True)
     reader.start()

@@ -56,6 +56,7 @@ def test_decode_threads_default_and_bounds() -> None:
         parse_config({"decode": {"threads": -1}})
 
 
+@pytest.mark.slow
 def test_the_pipeline_paces_its_sources_and_repaces_them_on_a_tier_change() -> None:
     config = parse_config({"cameras": [{"id": "a", "source": "x.mp4", "target_fps": 10.0}]})
     source = FastSource("a", fps=10.0, frames=30)

@@ -307,6 +307,7 @@ def test_without_bindings_or_execution_provider_the_error_says_so(tmp_path, mode
         create_detector("tensorrt", model, options(tmp_path))
 
 
+@pytest.mark.slow
 def test_the_int8_guard_hands_calibration_to_tensorrt_through_the_registry(standin, tmp_path, model, monkeypatch):
     from edge.config import Config, TierConfig
     from edge.detection.int8.guard import load_guarded_detector
