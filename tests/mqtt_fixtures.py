@@ -312,3 +312,18 @@ def ingest_factory(tmp_path: Path) -> Iterator[Callable[..., Ingest]]:
     for ingest in started:
         ingest.stop()
         ingest.store.close()
+
+
+def door_camera(video: Path, zone: bool = False) -> Dict[str, Any]:
+    """The camera of the daemon end-to-end tests: the first synthetic scene, looped, with its door
+    line (and, with `zone`, a zone over the whole frame)."""
+    camera: Dict[str, Any] = {
+        "id": "door-cam",
+        "source": str(video),
+        "target_fps": 10,
+        "loop": True,
+        "lines": [{"id": "door", "points": [[0.5, 0.35], [0.5, 1.0]]}],
+    }
+    if zone:
+        camera["zones"] = [{"id": "hall", "polygon": [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]}]
+    return camera

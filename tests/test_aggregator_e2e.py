@@ -16,7 +16,7 @@ import yaml
 from aggregator.server import local_server
 from aggregator.validate import decode_tile
 from edge.devkit.synthetic import standard_scenes, write_scene
-from tests.mqtt_fixtures import Recorder, wait_for
+from tests.mqtt_fixtures import Recorder, door_camera, wait_for
 
 
 def get(url: str):
@@ -32,16 +32,7 @@ def test_daemon_to_api_totals_match_what_was_published(tmp_path: Path, mosquitto
     config = {
         "device_id": "edge-e2e",
         "state_dir": str(tmp_path / "state"),
-        "cameras": [
-            {
-                "id": "door-cam",
-                "source": str(video),
-                "target_fps": 10,
-                "loop": True,
-                "lines": [{"id": "door", "points": [[0.5, 0.35], [0.5, 1.0]]}],
-                "zones": [{"id": "hall", "polygon": [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]}],
-            }
-        ],
+        "cameras": [door_camera(video, zone=True)],
         "counts": {"window_s": 2},
         "heatmap": {"window_s": 4},
         "mqtt": {"host": "127.0.0.1", "port": mosquitto_broker.port, "telemetry_interval_s": 2},

@@ -15,7 +15,7 @@ import yaml
 
 from contract.state import parse_camera_state, parse_device_state
 from edge.devkit.synthetic import standard_scenes, write_scene
-from tests.mqtt_fixtures import Recorder, wait_for
+from tests.mqtt_fixtures import Recorder, door_camera, wait_for
 
 pytestmark = pytest.mark.slow  # integration: more than a few seconds
 
@@ -35,15 +35,7 @@ def test_run_under_systemd_protocol(tmp_path: Path, mosquitto_broker, ingest_fac
     config = {
         "device_id": "edge-run",
         "state_dir": str(tmp_path / "state"),
-        "cameras": [
-            {
-                "id": "door-cam",
-                "source": str(video),
-                "target_fps": 10,
-                "loop": True,
-                "lines": [{"id": "door", "points": [[0.5, 0.35], [0.5, 1.0]]}],
-            }
-        ],
+        "cameras": [door_camera(video)],
         "counts": {"window_s": 2},
         "mqtt": {"host": "127.0.0.1", "port": mosquitto_broker.port, "telemetry_interval_s": 2},
     }
