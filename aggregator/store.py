@@ -13,6 +13,7 @@ stored"; `open_store(url)` picks one: a path or `sqlite:///path`, or `postgresql
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -99,27 +100,33 @@ class Tx(Protocol):
     def execute(self, sql: str, parameters: Any = (), /) -> Any: ...
 
 
-class Store:
-    """The engine-independent part: SQL written once with `?` placeholders."""
+class Store(ABC):
+    """The engine-independent part: SQL written once with `?` placeholders; each engine
+    (SqliteStore, PostgresStore) implements the abstract hooks."""
 
     greatest = "GREATEST"
     migrations: tuple[Migration, ...] = ()
 
     # --- engine hooks ---------------------------------------------------------------------
+    @abstractmethod
     def transaction(self) -> AbstractContextManager[Tx]:
-        raise NotImplementedError
+        """A connection in a committed-or-rolled-back transaction."""
 
+    @abstractmethod
     def reading(self) -> AbstractContextManager[Tx]:
-        raise NotImplementedError
+        """A connection for reads."""
 
+    @abstractmethod
     def is_transient(self, exc: BaseException) -> bool:
-        raise NotImplementedError
+        """Whether a database error is worth retrying (full, read-only, locked, connection lost)."""
 
-    def lock_keys(self, tx: Tx, keys: list[tuple[str, str]]) -> None:
-        """Serialise concurrent writers of the same (device, boot) (replicas on one database)."""
+    def lock_keys(self, tx: Tx, keys: list[tuple[str, str]]) -> None:  # noqa: B027 (optional hook)
+        """Serialise concurrent writers of the same (device, boot) (replicas on one database).
+        SQLite has one writer and needs nothing; PostgresStore takes row locks."""
 
+    @abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Release the connection(s)."""
 
     # --- schema ---------------------------------------------------------------------------
     def migrate(self, tx: Tx) -> int:
