@@ -23,17 +23,19 @@ in it).
 Stdlib only and Python 3.8 syntax: imported by the edge and by any consumer.
 """
 
-import json
-import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from contract.errors import MessageError
+from contract.fields import dumps, integer, is_number, loads, mapping, require
 
 STATE_VERSION = 1
 STATE_SUFFIX = "state"
 
 
-class StateError(ValueError):
-    """A live-state payload that does not follow this contract; the message names the field."""
+# A live-state payload that does not follow this contract: the contract's one error type, raised
+# by the same strict field readers as the data messages (the message names the field).
+StateError = MessageError
 
 
 @dataclass(frozen=True)
@@ -109,10 +111,6 @@ class DeviceState:
     sources_down: List[str] = field(default_factory=list)  # cameras whose source delivers no frames
 
 
-def _dumps(value: Mapping[str, Any]) -> bytes:
-    return json.dumps(value, separators=(",", ":"), allow_nan=False).encode("utf-8")
-
-
 def _lines_json(lines: Mapping[str, LineTotals]) -> Dict[str, Dict[str, int]]:
     return {name: {"in": t.count_in, "out": t.count_out} for name, t in lines.items()}
 
@@ -127,7 +125,7 @@ def build_camera_state(state: CameraState) -> bytes:
             "lines": _lines_json(lw.lines),
             "zones": {name: {"entered": n} for name, n in lw.zone_entries.items()},
         }
-    return _dumps(
+    return dumps(
         {
             "v": STATE_VERSION,
             "device": state.device,
@@ -149,7 +147,7 @@ def build_camera_state(state: CameraState) -> bytes:
 
 
 def build_device_state(state: DeviceState) -> bytes:
-    return _dumps(
+    return dumps(
         {
             "v": STATE_VERSION,
             "device": state.device,
@@ -166,50 +164,25 @@ def build_device_state(state: DeviceState) -> bytes:
 
 
 def _loads(payload: bytes, where: str) -> Dict[str, Any]:
-    try:
-        value = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise StateError(f"{where}: not UTF-8 JSON ({exc.__class__.__name__})") from None
-    if not isinstance(value, dict):
-        raise StateError(f"{where}: expected a JSON object")
+    value = loads(payload, where)
     if value.get("v") != STATE_VERSION:
         raise StateError(f"{where}: unsupported state version {value.get('v')!r} (this build reads v{STATE_VERSION})")
     return value
 
 
-def _get(obj: Mapping[str, Any], key: str, where: str) -> Any:
-    if key not in obj:
-        raise StateError(f"{where}: missing {key!r}")
-    return obj[key]
-
-
-def _count(obj: Mapping[str, Any], key: str, where: str) -> int:
-    value = _get(obj, key, where)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise StateError(f"{where}.{key}: expected an integer >= 0, got {value!r}")
-    return value
-
-
 def _number(obj: Mapping[str, Any], key: str, where: str, nullable: bool = False) -> Optional[float]:
-    value = _get(obj, key, where)
+    value = require(obj, key, where)
     if value is None and nullable:
         return None
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+    if not is_number(value):
         raise StateError(f"{where}.{key}: expected a finite number, got {value!r}")
     return float(value)
 
 
 def _text(obj: Mapping[str, Any], key: str, where: str) -> str:
-    value = _get(obj, key, where)
+    value = require(obj, key, where)
     if not isinstance(value, str):
         raise StateError(f"{where}.{key}: expected a string, got {value!r}")
-    return value
-
-
-def _object(obj: Mapping[str, Any], key: str, where: str) -> Dict[str, Any]:
-    value = _get(obj, key, where)
-    if not isinstance(value, dict):
-        raise StateError(f"{where}.{key}: expected an object")
     return value
 
 
@@ -218,35 +191,35 @@ def _parse_lines(raw: Mapping[str, Any], where: str) -> Dict[str, LineTotals]:
     for name, value in raw.items():
         if not isinstance(value, dict):
             raise StateError(f"{where}.{name}: expected an object")
-        lines[name] = LineTotals(_count(value, "in", f"{where}.{name}"), _count(value, "out", f"{where}.{name}"))
+        lines[name] = LineTotals(integer(value, "in", f"{where}.{name}"), integer(value, "out", f"{where}.{name}"))
     return lines
 
 
 def parse_camera_state(payload: bytes, where: str = "state") -> CameraState:
     obj = _loads(payload, where)
     zones = {}
-    for name, value in _object(obj, "zones", where).items():
+    for name, value in mapping(obj, "zones", where).items():
         if not isinstance(value, dict):
             raise StateError(f"{where}.zones.{name}: expected an object")
         zw = f"{where}.zones.{name}"
-        zones[name] = ZoneState(_count(value, "now", zw), _number(value, "dwell_mean_s", zw, nullable=True))
-    raw_occupancy = _object(obj, "occupancy", where)
-    occupancy = {name: _count(raw_occupancy, name, f"{where}.occupancy") for name in raw_occupancy}
+        zones[name] = ZoneState(integer(value, "now", zw), _number(value, "dwell_mean_s", zw, nullable=True))
+    raw_occupancy = mapping(obj, "occupancy", where)
+    occupancy = {name: integer(raw_occupancy, name, f"{where}.occupancy") for name in raw_occupancy}
     last_window: Optional[LastWindow] = None
-    raw_last = _get(obj, "last_window", where)
+    raw_last = require(obj, "last_window", where)
     if raw_last is not None:
         lw = f"{where}.last_window"
         if not isinstance(raw_last, dict):
             raise StateError(f"{lw}: expected an object or null")
-        bounds = _get(raw_last, "window", lw)
+        bounds = require(raw_last, "window", lw)
         if not (isinstance(bounds, list) and len(bounds) == 2 and all(isinstance(b, (int, float)) for b in bounds)):
             raise StateError(f"{lw}.window: expected [start, end], got {bounds!r}")
-        raw_zones = _object(raw_last, "zones", lw)
-        entries = {name: _count(value, "entered", f"{lw}.zones.{name}") for name, value in raw_zones.items()}
+        raw_zones = mapping(raw_last, "zones", lw)
+        entries = {name: integer(value, "entered", f"{lw}.zones.{name}") for name, value in raw_zones.items()}
         last_window = LastWindow(
             (float(bounds[0]), float(bounds[1])),
-            _count(raw_last, "frames", lw),
-            _parse_lines(_object(raw_last, "lines", lw), f"{lw}.lines"),
+            integer(raw_last, "frames", lw),
+            _parse_lines(mapping(raw_last, "lines", lw), f"{lw}.lines"),
             entries,
         )
     return CameraState(
@@ -256,7 +229,7 @@ def parse_camera_state(payload: bytes, where: str = "state") -> CameraState:
         window=float(_number(obj, "window", where) or 0.0),
         last_reset=_text(obj, "last_reset", where),
         occupancy=occupancy,
-        lines=_parse_lines(_object(obj, "lines", where), f"{where}.lines"),
+        lines=_parse_lines(mapping(obj, "lines", where), f"{where}.lines"),
         zones=zones,
         fps=float(_number(obj, "fps", where) or 0.0),
         tier=_text(obj, "tier", where),
@@ -266,7 +239,7 @@ def parse_camera_state(payload: bytes, where: str = "state") -> CameraState:
 
 def parse_device_state(payload: bytes, where: str = "device state") -> DeviceState:
     obj = _loads(payload, where)
-    cameras = _get(obj, "cameras", where)
+    cameras = require(obj, "cameras", where)
     if not (isinstance(cameras, list) and all(isinstance(c, str) for c in cameras)):
         raise StateError(f"{where}.cameras: expected a list of camera ids")
     down = obj.get("sources_down", [])  # absent in states of earlier versions
@@ -275,7 +248,7 @@ def parse_device_state(payload: bytes, where: str = "device state") -> DeviceSta
     return DeviceState(
         device=_text(obj, "device", where),
         ts=float(_number(obj, "ts", where) or 0.0),
-        spool_depth=_count(obj, "spool_depth", where),
+        spool_depth=integer(obj, "spool_depth", where),
         temperature_c=_number(obj, "temperature_c", where, nullable=True),
         cameras=list(cameras),
         sources_down=list(down),
