@@ -19,7 +19,7 @@ import time
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Optional
 
 import cv2
 import numpy as np
@@ -198,6 +198,12 @@ def api_get(url: str) -> Any:
         return json.loads(response.read())
 
 
+def played_seconds(last_index: Optional[int], fps: float) -> float:
+    """Seconds of a looped scene played up to its newest analysed frame (source index, so the
+    frames skipped or dropped before it count as played)."""
+    return 0.0 if last_index is None else (last_index + 1) / fps
+
+
 def expected_line_counts(truth: Any, scene: Scene, played_s: float) -> Dict[str, Dict[str, int]]:
     """Ground-truth crossings in the first `played_s` seconds of a scene played in a loop."""
     counts: Dict[str, Dict[str, int]] = {line.id: {"in": 0, "out": 0} for line in scene.lines}
@@ -221,12 +227,13 @@ def _summary(
     print("\nsummary")
     cameras: Dict[str, Any] = {}
     for scene, camera in zip(scenes, appliance.parts.config.cameras):
-        last_frame = appliance.parts.analyses[camera.id].last_frame
+        analysis = appliance.parts.analyses[camera.id]
+        last_frame = analysis.last_frame
         camera_totals = totals.camera(camera.id)
         counted = camera_totals.line_counts()
         stored_lines: Dict[str, Dict[str, int]] = api_totals[camera.id]["lines"]
         truth = ground_truth(scene)
-        played_s = camera_totals.frames / scene.fps
+        played_s = played_seconds(analysis.last_index, scene.fps)
         expected = expected_line_counts(truth, scene, played_s)
         heatmap_png = out / f"heatmap-{camera.id}.png"
         if last_frame is not None:

@@ -61,6 +61,9 @@ class CameraAnalysis:
         # The newest analysed frame (snapshots, the demo's heatmap picture); replaced as a
         # whole, so a reader on another thread sees one frame or the next.
         self.last_frame: Optional[np.ndarray] = None
+        # Source index of the newest analysed frame: how much of a file has played, frame-skip
+        # included (the demo's ground truth).
+        self.last_index: Optional[int] = None
         # Every detected or tracked box of the last frame, to pixelate people in snapshots.
         self.last_people: np.ndarray = np.zeros((0, 4), np.float32)
         # Published live each window (heartbeat) and on change; fed from the analysis thread,
@@ -81,6 +84,7 @@ class CameraAnalysis:
         height, width = frame.image.shape[:2]
         self.analytics.observe(frame.timestamp, seconds, (width, height), tracks)
         self.last_frame = frame.image
+        self.last_index = frame.index
         track_boxes = np.array([t.box for t in tracks], np.float32).reshape(-1, 4)
         self.last_people = np.concatenate([detections.boxes.astype(np.float32), track_boxes])
 
