@@ -25,13 +25,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--state-dir", type=Path, default=Path(tempfile.gettempdir()) / "va-streams-state")
+    parser.add_argument("--adaptive", action="store_true", help="the whole tier table (default: tier 0 pinned)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     results = []
     for round_number in range(1, args.rounds + 1):
         for n in args.cameras:
             load = os.getloadavg()[0]
-            result = asdict(run_isolated(args.clip, n, args.seconds, args.state_dir, args.detect_clip))
+            result = asdict(
+                run_isolated(args.clip, n, args.seconds, args.state_dir, args.detect_clip, None if args.adaptive else 0)
+            )
             result.update(round=round_number, load_before=round(load, 2))
             print(json.dumps({k: v for k, v in result.items() if k != "stages_ms"}), flush=True)
             results.append(result)

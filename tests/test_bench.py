@@ -43,6 +43,17 @@ def test_a_configuration_with_drops_or_under_target_is_not_sustained() -> None:
     assert sustained_streams(lambda n: _result(n, 5.0), 2, 8, lambda _: None)[0] == 0
 
 
+def test_under_the_adaptive_policy_coverage_counts_frame_skip_and_a_tier_change_is_not_steady() -> None:
+    # Five analysed frames a second at frame-skip 3 cover a 15 FPS camera; skipping is intended.
+    held = StreamsResult(6, False, "t", 10.0, 15.0, 30.0, 5.0, 0.0, 150.0, 240.0, {}, frame_skip=3, adaptive=True)
+    assert held.covered_fps_per_camera == 15.0 and held.sustained
+    assert not StreamsResult(6, False, "t", 10.0, 15.0, 30.0, 5.0, 0.0, 150.0, 240.0, {}, frame_skip=2).sustained
+    stepping = StreamsResult(
+        6, False, "t", 10.0, 15.0, 30.0, 5.0, 0.0, 150.0, 240.0, {}, frame_skip=3, adaptive=True, tier_changes=1
+    )
+    assert not stepping.sustained
+
+
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     scene = Scene("clip", 320, 180, 15.0, 3.0, (Walker(1, 0, 0.5, (Waypoint(0, 0.1, 0.9), Waypoint(3, 0.9, 0.9))),))
@@ -66,7 +77,11 @@ def test_bench_writes_json_markdown_and_plot(clip: Path, tmp_path: Path) -> None
     config = parse_config({"state_dir": str(tmp_path), "policy": {"tiers": {"x86-cpu": [tier]}}})
     messages: List[str] = []
     report = run_benchmark(
-        config, 0.2, rounds=1, clips={"360p": clip, "720p": clip, "1080p": clip}, streams=False,
+        config,
+        0.2,
+        rounds=1,
+        clips={"360p": clip, "720p": clip, "1080p": clip},
+        streams=False,
         progress=messages.append,
     )
     assert [b["batch"] for b in report["batches"]] == [1, 2, 4, 8]

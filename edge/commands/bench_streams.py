@@ -1,13 +1,15 @@
 """How many real-time cameras this device sustains, for `video-analysis bench` and
 `benchmarks/streams.py`: N copies of one clip played at its native rate as N cameras through
 the real appliance (readers, one inference worker, tracking, analytics; no MQTT), one tier
-pinned, each N in a fresh process so that its peak RSS is its own.
+pinned or (`--adaptive`) the device's whole tier table with the controller free to step, each N
+in a fresh process so that its peak RSS is its own.
 
-A configuration is sustained when every camera is analysed at the target rate with < 1 %
-unintended drops (due frames replaced before the worker took them, or too late to convert);
+A configuration is sustained when every camera is covered at the target rate (analysed fps x
+the held tier's frame-skip) with < 1 % unintended drops (due frames replaced before the worker
+took them, or too late to convert) and, under `--adaptive`, no tier change while measuring;
 frames skipped on purpose by the pacing are not drops.
 
-    python -m edge.commands.bench_streams --clip CLIP --cameras N [--detect-clip SUB] [--tier I]
+    python -m edge.commands.bench_streams --clip CLIP --cameras N [--detect-clip SUB] [--tier I | --adaptive]
 """
 
 import argparse
@@ -42,12 +44,20 @@ class StreamsResult:
     cpu_percent: float  # of one core
     peak_rss_mb: float
     stages_ms: Dict[str, Dict[str, float]]
+    frame_skip: int = 1  # of the tier held at the end
+    adaptive: bool = False  # the whole tier table, the controller free to step
+    tier_changes: int = 0  # while measuring (after the warm-up)
+
+    @property
+    def covered_fps_per_camera(self) -> float:
+        return self.analysed_fps_per_camera * self.frame_skip
 
     @property
     def sustained(self) -> bool:
         return (
             self.drop_percent < MAX_DROP_PERCENT
-            and self.analysed_fps_per_camera >= MIN_TARGET_SHARE * self.target_fps
+            and self.covered_fps_per_camera >= MIN_TARGET_SHARE * self.target_fps
+            and self.tier_changes == 0
         )
 
 
@@ -56,10 +66,11 @@ def streams_config(
     cameras: int,
     state_dir: Path,
     detect_clip: Optional[Path] = None,
-    tier: int = 0,
+    tier: Optional[int] = 0,
     target_fps: float = 15.0,
 ) -> Config:
-    """N cameras on one clip with only `tier` of this device's table, so the controller holds it."""
+    """N cameras on one clip with only `tier` of this device's table, so the controller holds it;
+    with `tier` None, the whole table (the controller adapts as in service)."""
     base = Config()
     platform, tiers = tiers_for_platform(base.policy, probe().platform)
     camera_list: List[Dict[str, Any]] = []
@@ -79,7 +90,7 @@ def streams_config(
         {
             "state_dir": str(state_dir),
             "cameras": camera_list,
-            "policy": {"tiers": {platform: [tiers[tier].model_dump()]}},
+            "policy": {"tiers": {platform: [t.model_dump() for t in (tiers if tier is None else [tiers[tier]])]}},
         }
     )
 
@@ -91,6 +102,7 @@ def measure_streams(config: Config, seconds: float, warmup_s: float = 4.0) -> St
     appliance.start()
     try:
         _tick_for(appliance.tick, warmup_s)
+        changes_before = len(appliance.tier_history)
         before = {s.camera_id: s for s in pipeline.stats()}
         cpu0, wall0 = _cpu_s(), time.monotonic()
         pipeline.timer.reset(size=100_000)
@@ -98,6 +110,7 @@ def measure_streams(config: Config, seconds: float, warmup_s: float = 4.0) -> St
         after = {s.camera_id: s for s in pipeline.stats()}
         cpu, wall = _cpu_s() - cpu0, time.monotonic() - wall0
         stages = pipeline.timer.summary_ms()
+        changes = len(appliance.tier_history) - changes_before
     finally:
         appliance.stop()
     if pipeline.error is not None:
@@ -117,6 +130,9 @@ def measure_streams(config: Config, seconds: float, warmup_s: float = 4.0) -> St
         cpu_percent=round(100.0 * cpu / wall, 1),
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
         stages_ms=stages,
+        frame_skip=appliance.parts.controller.tier.frame_skip,
+        adaptive=len(appliance.parts.controller.tiers) > 1,
+        tier_changes=changes,
     )
 
 
@@ -133,11 +149,17 @@ def _cpu_s() -> float:
 
 
 def run_isolated(
-    clip: Path, cameras: int, seconds: float, state_dir: Path, detect_clip: Optional[Path] = None, tier: int = 0
+    clip: Path,
+    cameras: int,
+    seconds: float,
+    state_dir: Path,
+    detect_clip: Optional[Path] = None,
+    tier: Optional[int] = 0,
 ) -> StreamsResult:
-    """`measure_streams` in a fresh process (its own peak RSS)."""
+    """`measure_streams` in a fresh process (its own peak RSS); `tier` None: adaptive."""
     args = [sys.executable, "-m", "edge.commands.bench_streams", "--clip", str(clip), "--cameras", str(cameras)]
-    args += ["--seconds", str(seconds), "--state-dir", str(state_dir), "--tier", str(tier)]
+    args += ["--seconds", str(seconds), "--state-dir", str(state_dir)]
+    args += ["--adaptive"] if tier is None else ["--tier", str(tier)]
     if detect_clip is not None:
         args += ["--detect-clip", str(detect_clip)]
     out = subprocess.run(args, check=True, capture_output=True, text=True)
@@ -181,10 +203,13 @@ def main() -> None:
     parser.add_argument("--detect-clip", type=Path)
     parser.add_argument("--cameras", type=int, required=True)
     parser.add_argument("--seconds", type=float, default=15.0)
-    parser.add_argument("--tier", type=int, default=0)
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument("--tier", type=int, default=0, help="index in this device's tier table, pinned")
+    choice.add_argument("--adaptive", action="store_true", help="the whole table, the controller adapting")
     parser.add_argument("--state-dir", type=Path, required=True)
     args = parser.parse_args()
-    config = streams_config(args.clip, args.cameras, args.state_dir, args.detect_clip, args.tier)
+    tier = None if args.adaptive else args.tier
+    config = streams_config(args.clip, args.cameras, args.state_dir, args.detect_clip, tier)
     print(json.dumps(asdict(measure_streams(config, args.seconds))))
 
 
