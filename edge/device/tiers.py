@@ -4,7 +4,9 @@ per-device cache of each tier's measured speed.
 A tier is runnable when its model is in the manifest and its engine's plug-in says it can run on
 the probed hardware (edge.detection.engines: the registry's capability checks; DLA also needs DLA
 cores). The others are dropped, each with a reason that is logged and shown by `probe`. An engine
-name the registry does not know is a configuration error naming the tier's key path.
+name the registry does not know is a configuration error naming the tier's key path. The daemon
+and `probe` then drop the tiers whose detections disagree with the best one's
+(edge.device.agreement, `TierSelection.judged`).
 """
 
 import json
