@@ -450,6 +450,16 @@ class PolicyConfig(Section):
     backoff_max_s: float = Field(600.0, gt=0, description="Longest back-off after failed step-ups.")
     temperature_c: float = Field(85.0, gt=0, description="SoC temperature that forces a step down.")
     memory_percent: float = Field(90.0, gt=0, le=100, description="Memory use that forces a step down.")
+    agreement_floor: float = Field(
+        0.88,
+        ge=0,
+        le=1,
+        description="Least agreement (mAP@0.5) of a tier's detections with the best runnable tier's, on the "
+        "device's calibration frames, for the tier to be runnable (measured once per device, cached; 0 turns "
+        "the check off). 0.88 splits PETS09 S2.L1 (frames 1-400, 40-80 frame samples): input 480 agrees with "
+        "576 at 0.91-0.95 and keeps 85 % of its line crossings; 416 and 300 agree at 0.77-0.84 and keep 80 % "
+        "or less.",
+    )
     tiers: Dict[str, List[TierConfig]] = Field(
         default_factory=_default_tiers, description="Per platform class, the tiers best quality first."
     )

@@ -17,6 +17,7 @@ WIRE_KEYS = {
     "effective_fps",
     "target_fps",
     "tier_changes",
+    "tier_agreement",
     "precision",
     "spool_write_errors",
     "sources_down",

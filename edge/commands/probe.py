@@ -5,16 +5,18 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Optional
 
 from edge.config import DEFAULT_CONFIG_PATH, Config, load_config
+from edge.core.tier_agreement import OFF, TierAgreement
+from edge.device.agreement import check_agreement
 from edge.device.hardware import HardwareProfile, probe
-from edge.device.tiers import load_manifest_or_empty, select_tiers
+from edge.device.tiers import TierSelection, load_manifest_or_empty, select_tiers
 
 log = logging.getLogger(__name__)
 
 
-def _format_text(profile: HardwareProfile, selection: Any) -> str:
+def _format_text(profile: HardwareProfile, selection: TierSelection, floor: float) -> str:
     lines = [
         f"platform:     {profile.platform} ({profile.model})",
         f"cpu:          {profile.cpu_model}, {profile.cpu_cores} cores, {profile.arch}",
@@ -46,12 +48,29 @@ def _format_text(profile: HardwareProfile, selection: Any) -> str:
     lines.append(f"onnxruntime:  {profile.onnxruntime_version or 'not importable'} [{providers}]")
     if profile.temperature_c is not None:
         lines.append(f"temperature:  {profile.temperature_c:.1f} C (hottest zone)")
-    lines.append(f"tiers for {selection.platform} (best first):")
+    lines.append(
+        f"tiers for {selection.platform} (best first; agreement = mAP@0.5 with the best tier's detections, "
+        f"floor {floor:.2f}):"
+    )
+    width = max((len(tier.name) for tier in selection.runnable), default=0)
     for tier in selection.runnable:
-        lines.append(f"  run   [{tier.index}] {tier.name}")
+        lines.append(
+            f"  run   [{tier.index}] {tier.name:<{width}}  {_agreement_text(selection.agreement_of(tier.index))}"
+        )
     for dropped in selection.dropped:
         lines.append(f"  drop  [{dropped.index}] {dropped.name}: {dropped.reason}")
     return "\n".join(lines)
+
+
+def _agreement_text(verdict: Optional[TierAgreement]) -> str:
+    if verdict is None or verdict.agreement_map50 is None:
+        return "agreement not judged" if verdict is None or verdict.basis != OFF else "agreement check off"
+    where = f", {verdict.frames} frames of set {verdict.frame_set}" if verdict.frames else ""
+    return f"agreement {verdict.agreement_map50:.3f} ({verdict.basis}{where})"
+
+
+def _stderr_progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def probe_command(args: argparse.Namespace) -> int:
@@ -66,9 +85,16 @@ def probe_command(args: argparse.Namespace) -> int:
     selection = select_tiers(config.policy, profile, manifest)
     for dropped in selection.dropped:
         log.info("tier %s dropped: %s", dropped.name, dropped.reason)
+    # The same judgement as the daemon's start: from the cache, else measured once (progress on
+    # stderr, so --json output stays clean).
+    selection = check_agreement(config, selection, profile.fingerprint(), _stderr_progress)
     if getattr(args, "json", False):
-        json.dump({"profile": profile.to_dict(), "tiers": selection.to_dict()}, sys.stdout, indent=2)
+        report = {
+            "profile": profile.to_dict(),
+            "tiers": dict(selection.to_dict(), agreement_floor=config.policy.agreement_floor),
+        }
+        json.dump(report, sys.stdout, indent=2)
         print()
     else:
-        print(_format_text(profile, selection))
+        print(_format_text(profile, selection, config.policy.agreement_floor))
     return 0

@@ -4,7 +4,9 @@ per-device cache of each tier's measured speed.
 A tier is runnable when its model is in the manifest and its engine's plug-in says it can run on
 the probed hardware (edge.detection.engines: the registry's capability checks; DLA also needs DLA
 cores). The others are dropped, each with a reason that is logged and shown by `probe`. An engine
-name the registry does not know is a configuration error naming the tier's key path.
+name the registry does not know is a configuration error naming the tier's key path. The daemon
+and `probe` then drop the tiers whose detections disagree with the best one's
+(edge.device.agreement, `TierSelection.judged`).
 """
 
 import json
@@ -21,6 +23,7 @@ import numpy as np
 
 from edge.config import Config, PolicyConfig, TierConfig
 from edge.core.errors import ConfigError, ModelError
+from edge.core.tier_agreement import TierAgreement
 from edge.core.tiers import Tier
 from edge.detection.engines import detect, engine_names, engine_plugin
 from edge.detection.factory import load_tier_detector
@@ -62,13 +65,42 @@ class TierSelection:
     platform: str  # the class whose table was used (may be a fallback of the probed one)
     runnable: Tuple[Tier, ...]
     dropped: Tuple[DroppedTier, ...]
+    # Each judged tier's agreement with the best tier (edge.device.agreement); empty until judged.
+    agreement: Tuple[TierAgreement, ...] = ()
+
+    def agreement_of(self, index: int) -> Optional[TierAgreement]:
+        return next((verdict for verdict in self.agreement if verdict.index == index), None)
+
+    def _agreement_dict(self, index: int) -> Optional[Dict[str, object]]:
+        verdict = self.agreement_of(index)
+        return verdict.to_dict() if verdict is not None else None
 
     def to_dict(self) -> Dict[str, Any]:
         return {
             "platform": self.platform,
-            "runnable": [dict(asdict(tier), name=tier.name) for tier in self.runnable],
-            "dropped": [asdict(dropped) for dropped in self.dropped],
+            "runnable": [
+                dict(asdict(tier), name=tier.name, agreement=self._agreement_dict(tier.index))
+                for tier in self.runnable
+            ],
+            "dropped": [
+                dict(asdict(dropped), agreement=self._agreement_dict(dropped.index)) for dropped in self.dropped
+            ],
         }
+
+    def judged(self, verdicts: Sequence[TierAgreement]) -> "TierSelection":
+        """This selection with the verdicts recorded and the tiers they refuse moved to the
+        dropped ones, with the verdict's reason."""
+        refused = {verdict.index: verdict.reason for verdict in verdicts if verdict.reason is not None}
+        dropped = list(self.dropped)
+        dropped += [
+            DroppedTier(tier.index, tier.name, refused[tier.index]) for tier in self.runnable if tier.index in refused
+        ]
+        return TierSelection(
+            self.platform,
+            tuple(tier for tier in self.runnable if tier.index not in refused),
+            tuple(sorted(dropped, key=lambda item: item.index)),
+            tuple(verdicts),
+        )
 
 
 def tiers_for_platform(policy: PolicyConfig, platform: str) -> Tuple[str, List[TierConfig]]:
@@ -163,12 +195,8 @@ class MeasurementCache:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
 
-    def _load(self) -> Dict[str, Dict[str, float]]:
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
+    def _load(self) -> Dict[str, Any]:
+        return read_json_object(self.path)
 
     def get(self, fingerprint: str, tier: Tier, variant: str = "") -> Optional[float]:
         value = self._load().get(fingerprint, {}).get(tier.key + variant)
@@ -179,12 +207,25 @@ class MeasurementCache:
         camera resolution decoded with it)."""
         data = self._load()
         data.setdefault(fingerprint, {})[tier.key + variant] = capacity_fps
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Write then rename, so a crash never leaves half a file.
-        handle, temporary = tempfile.mkstemp(dir=str(self.path.parent), prefix=".tier-cache-")
-        with os.fdopen(handle, "w") as out:
-            json.dump(data, out, indent=2, sort_keys=True)
-        os.replace(temporary, self.path)
+        write_json_atomic(self.path, data)
+
+
+def read_json_object(path: Path) -> Dict[str, Any]:
+    """A JSON object from a file; empty when the file is missing, unreadable or not an object."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+    """Write then rename, so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.stem}-")
+    with os.fdopen(handle, "w") as out:
+        json.dump(data, out, indent=2, sort_keys=True)
+    os.replace(temporary, path)
 
 
 def predict_capacities(

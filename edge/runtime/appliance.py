@@ -1,6 +1,6 @@
 """The composition root: `build_appliance` wires every part the daemon runs from one
-configuration (probe → tiers → controller → detector → sources → analyses → pipeline → spool →
-publisher) and hands them to the running `Appliance` (edge.runtime.lifecycle), which
+configuration (probe → tiers → their agreement → controller → detector → sources → analyses →
+pipeline → spool → publisher) and hands them to the running `Appliance` (edge.runtime.lifecycle), which
 `edge.runtime.service` runs under systemd and the demo runs on one machine.
 """
 
@@ -16,6 +16,7 @@ from edge.delivery.publisher import Publisher
 from edge.delivery.spool import Spool
 from edge.detection.int8.guard import load_guarded_tier_detector, log_progress
 from edge.detection.manifest import DEFAULT_MODELS_DIR, load_manifest
+from edge.device.agreement import check_agreement
 from edge.device.hardware import HardwareProfile, probe
 from edge.device.tiers import (
     MeasurementCache,
@@ -53,10 +54,12 @@ class _TelemetryRelay:
         return self.source().to_wire()
 
 
-def _select(config: Config, profile: HardwareProfile) -> TierSelection:
+def _select(config: Config, profile: HardwareProfile, progress: Callable[[str], None]) -> TierSelection:
+    """The runnable tiers: those this device can run whose detections agree with the best one's."""
     selection = select_tiers(config.policy, profile, load_manifest(config.models_dir or DEFAULT_MODELS_DIR))
     for dropped in selection.dropped:
         log.info("tier %s dropped: %s", dropped.name, dropped.reason)
+    selection = check_agreement(config, selection, profile.fingerprint(), progress)
     if not selection.runnable:
         raise ConfigError(f"policy.tiers: no tier of {selection.platform} can run on this device")
     return selection
@@ -107,7 +110,7 @@ def build_appliance(
     # `clock` stamps windows; waiting, pacing and the policy run on the steady pipeline time.
     stamps = StampClock(wall=clock)
     steady = stamps.pipeline_time
-    selection = _select(config, profile)
+    selection = _select(config, profile, progress)
     controller, capacity_warning = _controller(config, profile, selection, steady)
     log.info("%s", controller.start_change)
     if on_tier_change is not None:

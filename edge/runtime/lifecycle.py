@@ -119,6 +119,7 @@ class Appliance:
         delivery = self.parts.delivery
         with self._lock:
             history = list(self.tier_history)
+        agreement = self.parts.selection.agreement_of(status.tier.index)
         return Telemetry(
             version=__version__,
             tier=status.tier.name,
@@ -133,6 +134,7 @@ class Appliance:
             latency_ms=self.pipeline.timer.percentiles_ms(),
             load=DeviceLoad(read_temperature_c(), read_memory_percent(), _cpu_percent()),
             capacity_warning=self.parts.capacity_warning,
+            tier_agreement=agreement.agreement_map50 if agreement is not None else None,
         )
 
     def healthy(self) -> bool:

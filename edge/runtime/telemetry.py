@@ -39,6 +39,9 @@ class Telemetry:
     load: DeviceLoad
     sources_down: Sequence[str] = ()  # cameras without frames (edge.runtime.source_health)
     capacity_warning: Optional[str] = None  # the cameras cannot fit at any tier (start-up prediction)
+    # The current tier's agreement (mAP@0.5) with the best tier's detections (edge.device.agreement);
+    # None when the check is off.
+    tier_agreement: Optional[float] = None
 
     def to_wire(self) -> Dict[str, Any]:
         changes: List[Dict[str, object]] = [change.to_dict() for change in self.tier_changes[-RECENT_TIER_CHANGES:]]
@@ -49,6 +52,7 @@ class Telemetry:
             "effective_fps": self.effective_fps,
             "target_fps": self.target_fps,
             "tier_changes": changes,
+            "tier_agreement": self.tier_agreement,
             "precision": self.precision.to_dict(),
             "spool_write_errors": self.spool_write_errors,
             "sources_down": list(self.sources_down),

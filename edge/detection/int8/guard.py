@@ -61,17 +61,19 @@ def calibration_root(config: Config) -> Path:
     return config.state_dir / "calibration"
 
 
-
-
-def resolve_calibration_set(config: Config, progress: Optional[Progress] = None) -> CalibrationSet:
-    """The configured set, else the newest set, else the built-in scenes (written on first use)."""
+def device_calibration_set(config: Config) -> Optional[CalibrationSet]:
+    """The configured set, else the newest set the device has; None when it has none."""
     root = calibration_root(config)
     if config.calibration.set_name:
         return load_set(root / config.calibration.set_name)
     sets = list_sets(root)
-    if sets:
-        return load_set(sets[0])
-    return ensure_builtin_set(root, progress=progress)
+    return load_set(sets[0]) if sets else None
+
+
+def resolve_calibration_set(config: Config, progress: Optional[Progress] = None) -> CalibrationSet:
+    """The configured set, else the newest set, else the built-in scenes (written on first use)."""
+    found = device_calibration_set(config)
+    return found if found is not None else ensure_builtin_set(calibration_root(config), progress=progress)
 
 
 def with_int8_file(model: ModelSpec, path: Path) -> ModelSpec:

@@ -1,0 +1,113 @@
+"""Whether a tier's detections agree with the best tier's, so the policy never steps into a tier
+that sees much less than the best one (pure logic; the detectors run in edge.device.agreement).
+
+Agreement is the INT8 guard's metric (edge.core.accuracy.agreement_map) with the best runnable
+tier's detections, at the operating score threshold, as the reference: mAP@0.5 of the candidate
+tier's detections (ranked by score) on the device's own frames. Tiers that run the best tier's
+detector (same `Tier.key`: only frame_skip differs) agree by construction and are not measured.
+"""
+
+from dataclasses import asdict, dataclass
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+from edge.core.accuracy import MIN_REFERENCE_BOXES, AgreementReport
+from edge.core.tiers import Tier
+
+BEST = "best"  # the reference itself
+SAME_DETECTOR = "same detector"  # runs the best tier's detector: agrees by construction
+MEASURED = "measured"
+CACHED = "cached"  # measured on an earlier start of this device, on the same frames
+OFF = "off"  # the floor is 0: nothing measured
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One candidate detector against the best tier's, as measured (and cached)."""
+
+    agreement_map50: Optional[float]  # None when the reference found nothing to compare with
+    reference_boxes: int
+    frames: int
+    frame_set: str  # the calibration set's name ("+builtin" when the built-in scenes were added)
+
+    @classmethod
+    def from_report(cls, report: AgreementReport, frame_set: str) -> "Measurement":
+        return cls(report.agreement_map50, report.reference_boxes, report.frames, frame_set)
+
+
+@dataclass(frozen=True)
+class TierAgreement:
+    """A tier's agreement with the best tier and the verdict; shown by `probe`, logged."""
+
+    index: int
+    tier: str
+    agreement_map50: Optional[float]
+    basis: str  # BEST, SAME_DETECTOR, MEASURED, CACHED or OFF
+    floor: float
+    reference_boxes: int = 0
+    frames: int = 0
+    frame_set: str = ""
+    reason: Optional[str] = None  # why the tier is not runnable; None when it is
+
+    @property
+    def runnable(self) -> bool:
+        return self.reason is None
+
+    def to_dict(self) -> Dict[str, object]:
+        return asdict(self)
+
+
+def judge_tier(measurement: Measurement, floor: float) -> Optional[str]:
+    """None when the tier may run, else why not. A measurement with too few reference boxes
+    cannot tell agreement from chance and keeps the tier (the caller warns)."""
+    value = measurement.agreement_map50
+    if value is None or measurement.reference_boxes < MIN_REFERENCE_BOXES or value >= floor:
+        return None
+    return (
+        f"detections agree with the best tier's at mAP@0.5 {value:.3f}, below policy.agreement_floor "
+        f"{floor:.2f} ({measurement.frames} frames of set {measurement.frame_set})"
+    )
+
+
+def needs_measuring(tiers: Sequence[Tier], floor: float) -> List[Tier]:
+    """The tiers whose detector differs from the best (first) tier's, one per detector."""
+    if not tiers or floor <= 0:
+        return []
+    best = tiers[0]
+    seen = {best.key}
+    wanted = []
+    for tier in tiers[1:]:
+        if tier.key not in seen:
+            seen.add(tier.key)
+            wanted.append(tier)
+    return wanted
+
+
+def assess(
+    tiers: Sequence[Tier], measured: Mapping[str, Tuple[Measurement, bool]], floor: float
+) -> List[TierAgreement]:
+    """The verdict for every tier, best first; `measured` maps a `Tier.key` to its measurement
+    and whether it came from the cache (every key `needs_measuring` returned must be there)."""
+    verdicts = []
+    best_key = tiers[0].key if tiers else ""
+    for tier in tiers:
+        if floor <= 0:
+            verdicts.append(TierAgreement(tier.index, tier.name, None, OFF, floor))
+        elif tier.key == best_key:
+            basis = BEST if tier is tiers[0] else SAME_DETECTOR
+            verdicts.append(TierAgreement(tier.index, tier.name, 1.0, basis, floor))
+        else:
+            measurement, cached = measured[tier.key]
+            verdicts.append(
+                TierAgreement(
+                    tier.index,
+                    tier.name,
+                    measurement.agreement_map50,
+                    CACHED if cached else MEASURED,
+                    floor,
+                    measurement.reference_boxes,
+                    measurement.frames,
+                    measurement.frame_set,
+                    judge_tier(measurement, floor),
+                )
+            )
+    return verdicts
