@@ -153,3 +153,22 @@ def test_state_payloads_round_trip_and_bad_ones_name_the_field():
     assert topics.device_state == "va/edge-t/state"
     assert state_subscriptions("va") == ["va/+/state", "va/+/+/state"]
     assert isinstance(current, CameraState)
+
+
+def test_nothing_is_published_while_the_previous_runs_state_may_still_arrive():
+    # A state of zeros published first would replace the retained totals and look like a reset.
+    t0 = LATE_EVENING - 3600
+    waiting = live()
+    waiting.hold(t0 + 5)
+    assert waiting.due(t0 + 1) is None
+    previous = live()
+    previous.fold_window(window(t0 - 100, 4, 2), t0 - 90)
+    assert waiting.restore(previous.current(t0 - 90), t0 + 2)
+    continued = waiting.due(t0 + 2)
+    assert continued is not None and continued.lines["door"] == LineTotals(4, 2)
+    # No retained state on the broker: publishing starts when the hold expires.
+    first_run = live()
+    first_run.hold(t0 + 5)
+    assert first_run.due(t0 + 4.9) is None
+    state = first_run.due(t0 + 5)
+    assert state is not None and state.lines["door"] == LineTotals(0, 0)

@@ -18,6 +18,9 @@ Rules:
   |now - last| so a clock step cannot stall it.
 - **Restarts.** `restore(previous)` continues today's totals from the state the broker retained
   (same camera, same `last_reset`), so a daemon restart does not set them back to 0 mid-day.
+  Until that retained state has been seen (or `hold(until)` expires, when the broker had none),
+  `due` publishes nothing: a state of zeros published first would replace the retained totals
+  and look like a reset to Home Assistant's `total_increasing` sensors.
 """
 
 from dataclasses import replace
@@ -66,12 +69,20 @@ class CameraLiveState:
         self._fps = 0.0
         self._tier = ""
         self._published: Optional[CameraState] = None
+        self._hold_until: Optional[float] = None
 
     # --- feeding ---
 
+    def hold(self, until: float) -> None:
+        """Publish nothing before `until` unless `restore` is called first (the retained state
+        of the previous run is on its way)."""
+        self._hold_until = until
+
     def restore(self, previous: CameraState, now: float) -> bool:
         """Continue from a previously published state when it is this camera's and of today.
-        Returns whether it was taken. Lines no longer configured are dropped, new ones start at 0."""
+        Returns whether it was taken; either way the hold ends. Lines no longer configured are
+        dropped, new ones start at 0."""
+        self._hold_until = None
         self._roll_day(now)
         assert self._reset is not None
         if (previous.device, previous.camera) != (self.device, self.camera):
@@ -149,7 +160,12 @@ class CameraLiveState:
         )
 
     def due(self, now: float) -> Optional[CameraState]:
-        """The state to publish now, or None when nothing changed and the heartbeat is not due."""
+        """The state to publish now, or None while held, or when nothing changed and the
+        heartbeat is not due."""
+        if self._hold_until is not None:
+            if now < self._hold_until:
+                return None
+            self._hold_until = None
         state = self.current(now)
         last = self._published
         unchanged = last is not None and replace(last, ts=now, fps=state.fps) == state

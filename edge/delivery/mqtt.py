@@ -5,20 +5,24 @@ paho runs the connection (and reconnects with back-off) on its network thread. I
 only turn what happened into an event for the sender thread (`on_event`), except on connect,
 where the retained messages that must follow every (re)connect go out at once: `online` status,
 the ack subscription and `retained_on_connect()` (Home Assistant discovery, snapshots kept while
-offline). No lock of ours is taken around a paho call: paho calls `on_publish` while holding its
-own message lock, which would deadlock against a lock of ours held around `publish`.
+offline). Before those, until each has been seen once, it subscribes to `restore_topics` (its own
+retained live state): the broker sends the previous run's retained state before anything this run
+publishes replaces it, and `on_restore` gets each once. No lock of ours is taken around a paho
+call: paho calls `on_publish` while holding its own message lock, which would deadlock against a
+lock of ours held around `publish`.
 """
 
 import logging
 import ssl
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence, Set, Union
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from contract import Ack, Topics, parse_ack
 from edge.config import read_secret
@@ -82,6 +86,8 @@ class MqttTransport:
         status: Callable[[str], bytes],
         on_event: Callable[[TransportEvent], None],
         retained_on_connect: Callable[[], Iterable[RetainedMessage]],
+        restore_topics: Sequence[str] = (),
+        on_restore: Optional[Callable[[str, bytes], None]] = None,
     ) -> None:
         self.config = config
         self.mqtt_config = config.mqtt
@@ -89,6 +95,9 @@ class MqttTransport:
         self.status = status
         self.on_event = on_event
         self.retained_on_connect = retained_on_connect
+        self.on_restore = on_restore
+        # Topics whose retained message has not been seen yet (paho's thread only).
+        self._restore_pending: Set[str] = set(restore_topics) if on_restore is not None else set()
         self._connected = threading.Event()
         self._protocol = MQTTProtocolVersion.MQTTv5
         self._client = self._make_client(self._protocol)
@@ -209,6 +218,14 @@ class MqttTransport:
             self.on_event(ConnectFailed(str(reason), reason.value))
             return
         client.subscribe(self.topics.ack, qos=1)
+        if self._restore_pending:
+            # no_local: our own state publishes are not echoed back (MQTT v5 only; on 3.1.1 an
+            # echo is not retained and just ends the wait for that topic).
+            pending = sorted(self._restore_pending)
+            if self._protocol == MQTTProtocolVersion.MQTTv5:
+                client.subscribe([(topic, SubscribeOptions(qos=1, noLocal=True)) for topic in pending])
+            else:
+                client.subscribe([(topic, 1) for topic in pending])
         client.publish(self.topics.status, self.status("online"), qos=1, retain=True)
         self._connected.set()
         for message in self.retained_on_connect():
@@ -238,6 +255,12 @@ class MqttTransport:
         self.on_event(Puback(mid, refusal))
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if message.topic in self._restore_pending:
+            self._restore_pending.discard(message.topic)
+            client.unsubscribe(message.topic)
+            if message.retain and self.on_restore is not None:
+                self.on_restore(message.topic, bytes(message.payload))
+            return
         if message.topic != self.topics.ack:
             return
         try:

@@ -20,7 +20,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from contract import Body, SpoolCounters, Status, Telemetry, Topics, build_data_payload, build_status, build_telemetry
 from edge import __version__
@@ -98,7 +98,11 @@ class Publisher:
         telemetry_source: Optional[Callable[[], Mapping[str, Any]]] = None,
         version: str = __version__,
         monotonic: Callable[[], float] = time.monotonic,
+        restore_topics: Sequence[str] = (),
+        on_restore: Optional[Callable[[str, bytes], None]] = None,
     ) -> None:
+        """`on_restore(topic, payload)` gets the retained message of each of `restore_topics`
+        found on the broker at the first connect (the previous run's live state)."""
         self.config = config
         self.spool = spool
         self.boot_id = boot_id
@@ -134,7 +138,9 @@ class Publisher:
         self._ha_store = ComponentStore.from_config(config)
         self._discovery = device_discovery(config, version, self._ha_store.load())
         self._discovery_saved = False
-        self._transport = MqttTransport(config, self.topics, self._status, self._event, self._retained_on_connect)
+        self._transport = MqttTransport(
+            config, self.topics, self._status, self._event, self._retained_on_connect, restore_topics, on_restore
+        )
 
     # --- public API --------------------------------------------------------------------------
 

@@ -128,6 +128,17 @@ class CameraAnalysis:
             for body in heatmap.bodies():
                 self._emit(ClosedWindow(KIND_HEATMAP, self.camera.id, self._stamped(heatmap.window), body))
 
+    def hold_live_state(self, until: float) -> None:
+        """No live state before `until` unless the previous run's is restored first."""
+        with self._live_lock:
+            self._live.hold(until)
+
+    def restore_live_state(self, previous: CameraState, now: float) -> bool:
+        """Continue today's line totals from the state the broker retained (see
+        `edge.delivery.live_state`); whether it was taken."""
+        with self._live_lock:
+            return self._live.restore(previous, now)
+
     def live_state_due(self, now: float) -> Optional[CameraState]:
         """The live state to publish now, if any (see `edge.delivery.live_state`)."""
         with self._live_lock:

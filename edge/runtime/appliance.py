@@ -9,6 +9,7 @@ import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from contract import new_boot_id
+from contract.state import StateError, StateTopics, parse_camera_state
 from edge.config import CameraConfig, Config
 from edge.core.errors import ConfigError
 from edge.core.policy import AdaptiveController, TierChange
@@ -38,6 +39,9 @@ from edge.runtime.telemetry import Telemetry
 log = logging.getLogger(__name__)
 
 DEFAULT_FRAME_SIZE = (1280, 720)
+# How long a camera's live state waits at start for the broker's retained one (the previous run's
+# totals of the day); when the broker has none, publishing starts after this.
+RESTORE_WAIT_S = 5.0
 
 
 class _TelemetryRelay:
@@ -52,6 +56,37 @@ class _TelemetryRelay:
         if self.source is None:
             raise RuntimeError("telemetry asked for before the appliance was built")
         return self.source().to_wire()
+
+
+class _LiveStateRestorer:
+    """The publisher's `on_restore`: hands a camera's retained live state (the previous run's)
+    to its analysis, which continues today's totals from it. Called on paho's thread."""
+
+    def __init__(
+        self,
+        analyses: Mapping[str, CameraAnalysis],
+        cameras: Sequence[str],
+        topics: StateTopics,
+        clock: Callable[[], float],
+    ) -> None:
+        self.analyses = analyses  # filled after the publisher is built, before it starts
+        self.by_topic = {topics.camera_state(camera): camera for camera in cameras}
+        self.clock = clock
+
+    def topics(self) -> List[str]:
+        return sorted(self.by_topic)
+
+    def __call__(self, topic: str, payload: bytes) -> None:
+        camera = self.by_topic.get(topic)
+        if camera is None:
+            return
+        try:
+            previous = parse_camera_state(payload, topic)
+        except StateError as exc:
+            log.warning("not continuing today's totals: %s", exc)
+            return
+        if self.analyses[camera].restore_live_state(previous, self.clock()):
+            log.info("%s: continuing today's line totals from the retained live state", camera)
 
 
 def _select(config: Config, profile: HardwareProfile, progress: Callable[[str], None]) -> TierSelection:
@@ -120,15 +155,27 @@ def build_appliance(
     publisher: Optional[Publisher] = None
     delivery: Optional[PublishingSink] = None
     window_sinks = list(sinks)
+    analyses: Dict[str, CameraAnalysis] = {}
     if publish:
         spool = Spool.from_config(config)
-        publisher = Publisher(config, spool, new_boot_id(), clock, telemetry_source=relay)
+        topics = StateTopics(config.mqtt.prefix, config.device_id)
+        restorer = _LiveStateRestorer(analyses, [camera.id for camera in config.cameras], topics, clock)
+        publisher = Publisher(
+            config,
+            spool,
+            new_boot_id(),
+            clock,
+            telemetry_source=relay,
+            restore_topics=restorer.topics(),
+            on_restore=restorer,
+        )
         delivery = PublishingSink(publisher)
         window_sinks.append(delivery)
-    analyses: Dict[str, CameraAnalysis] = {}
     wiring: List[Tuple[CameraConfig, FrameSource, FrameAnalyser]] = []
     for camera in config.cameras:
         analyses[camera.id] = CameraAnalysis(config, camera, window_sinks, stamps=stamps)
+        if publish:
+            analyses[camera.id].hold_live_state(clock() + RESTORE_WAIT_S)
         source = SourceReader(
             camera.id,
             camera.analysed_url(),
