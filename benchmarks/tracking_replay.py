@@ -8,11 +8,13 @@ gets them) to an .npz; `score` feeds them back through `edge.commands.evaluate.e
 tracker, counting and metrics) for every frame-skip and frame range asked for, and, for frames
 past the ground truth, prints what can be checked without it: track ids per minute and track
 lengths. A frame range is evaluated as its own video (the tracker starts empty at its first
-frame), so 1-200 and 201-400 are independent halves.
+frame), so 1-200 and 201-400 are independent halves. `--tracker supervision` scores
+`supervision.ByteTrack` (same thresholds, a 1 s buffer at the analysed rate) in place of ours.
 
     .venv/bin/python benchmarks/tracking_replay.py detect --out /tmp/pets-dets.npz
     .venv/bin/python benchmarks/tracking_replay.py score --detections /tmp/pets-dets.npz \\
-        [--skips 1 2 3 4] [--ranges 1-200 201-400 1-400] [--set buffer_s=2.0 ...] [--json F]
+        [--skips 1 2 3 4] [--ranges 1-200 201-400 1-400] [--set buffer_s=2.0 ...] [--json F] \\
+        [--tracker ours|supervision]
 
 Detections are data of a CC BY-NC-SA video: keep the .npz out of the repository (/tmp).
 """
@@ -30,10 +32,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from real_scene import LINES  # noqa: E402  (the four development lines)
 
 from edge.commands.detect import choose_tier  # noqa: E402
-from edge.commands.evaluate import Evaluation, evaluate, open_video, parse_line, video_frames  # noqa: E402
+from edge.commands.evaluate import (  # noqa: E402
+    Evaluation,
+    FrameTracker,
+    evaluate,
+    open_video,
+    parse_line,
+    video_frames,
+)
 from edge.config import Config  # noqa: E402
 from edge.core.detections import Detections  # noqa: E402
-from edge.core.tracking import ByteTracker, TrackerParams  # noqa: E402
+from edge.core.tracking import ByteTracker, Track, TrackerParams  # noqa: E402
 from edge.detection.engines import detect  # noqa: E402
 from edge.detection.engines.base import PreparedBatch  # noqa: E402
 from edge.detection.factory import load_tier_detector  # noqa: E402
@@ -135,7 +144,50 @@ def with_tracker(config: Config, settings: Sequence[str]) -> Config:
     return config.model_copy(update={"tracker": tracker})
 
 
-def score_range(recorded: Recorded, truth: GroundTruth, config: Config, skip: int, first: int, last: int) -> Evaluation:
+class SupervisionByteTrack:
+    """`supervision.ByteTrack` behind `FrameTracker`, with our thresholds (as
+    benchmarks/tracker_eval.py sets them) and a buffer of 1 s at `fps` analysed frames a second.
+    It reports only tracks matched in the frame, all of them as confirmed."""
+
+    def __init__(self, fps: float) -> None:
+        import warnings
+
+        import supervision as sv
+
+        self._sv = sv
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # its deprecation notice
+            self._tracker = sv.ByteTrack(
+                track_activation_threshold=0.5,
+                lost_track_buffer=30,
+                minimum_matching_threshold=0.8,
+                frame_rate=int(round(fps)),
+            )
+
+    def update(self, detections: Detections, timestamp: float) -> List[Track]:
+        out = self._tracker.update_with_detections(
+            self._sv.Detections(
+                xyxy=detections.boxes.astype(np.float64),
+                confidence=detections.scores,
+                class_id=detections.class_ids,
+            )
+        )
+        ids, scores, classes = (np.asarray(v).reshape(-1) for v in (out.tracker_id, out.confidence, out.class_id))
+        return [
+            Track(int(i), (b[0], b[1], b[2], b[3]), float(s), int(c), True, True, 1, timestamp)
+            for i, b, s, c in zip(ids, np.asarray(out.xyxy).tolist(), scores, classes)
+        ]
+
+
+def score_range(
+    recorded: Recorded,
+    truth: GroundTruth,
+    config: Config,
+    skip: int,
+    first: int,
+    last: int,
+    tracker: Optional[FrameTracker] = None,
+) -> Evaluation:
     """Frames first..last (0-based) scored as a video of their own: frame `first` becomes frame 0."""
     part = replace(recorded, frames=recorded.frames[first : last + 1])
     return evaluate(
@@ -148,6 +200,7 @@ def score_range(recorded: Recorded, truth: GroundTruth, config: Config, skip: in
         ReplayDetector(part),
         f"skip{skip} frames {first + 1}-{last + 1}",
         skip,
+        tracker=tracker,
     )
 
 
@@ -202,9 +255,12 @@ def run_score(args: argparse.Namespace) -> int:
     for skip in args.skips:
         for text in args.ranges:
             first, last = parse_range(text)
-            summary = score_range(recorded, truth, config, skip, first, last).summary()
+            tracker = SupervisionByteTrack(recorded.fps / skip) if args.tracker == "supervision" else None
+            summary = score_range(recorded, truth, config, skip, first, last, tracker).summary()
             report.append({"skip": skip, "frames": text, **summary})
             print(f"| {skip} | {text} | " + " | ".join(str(summary[c]) for c in COLUMNS) + " |")
+    if args.tracker != "ours":
+        return 0
     first, last = parse_range(args.unlabelled)
     last = min(last, len(recorded.frames) - 1)
     print(f"\nframes {first + 1}-{last + 1} (no ground truth): confirmed track ids per minute, track length (s)")
@@ -235,6 +291,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     s.add_argument("--unlabelled", default="401-795", help="frames without ground truth, for the sanity figures")
     s.add_argument("--set", nargs="*", default=[], help="tracker config overrides, name=value (JSON values)")
     s.add_argument("--json", help="write the figures here too")
+    s.add_argument("--tracker", choices=("ours", "supervision"), default="ours")
     s.set_defaults(run=run_score)
     args = parser.parse_args(argv)
     return int(args.run(args))
