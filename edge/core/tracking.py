@@ -16,18 +16,24 @@ Re-finding a lost person: on small, jittery, intermittent boxes (a 25 px wide pe
 box shifts by a third of its width between detections) plain IoU between a lost track's
 prediction and the re-found person is often near zero (median 0.13 measured on PETS09 S2.L1), so
 ByteTrack starts a new id. After ByteTrack's two stages, the confident detections left over are
-therefore matched to the lost tracks left over on a buffered IoU (C-BIoU, Yang et al. 2023):
-both boxes grown by a margin of their own size that widens with the time the track has been
-lost, so the gate follows how far the person may have walked. Being a stage of its own, after
-the plain-IoU ones, it only decides what they left undecided.
+therefore matched to the lost tracks left over on a buffered IoU (C-BIoU, Yang et al. 2023),
+and tentative tracks (one detection, no velocity yet) to the rest the same way. Both boxes are
+grown, per axis, by one standard deviation of where the filter expects the track's detection
+(its innovation spread), so the gate follows the filter's own uncertainty: wide for a track seen
+once or lost for a while, the wider the longer the time between processed frames (frame-skip),
+narrow for a track followed frame by frame. Being stages of their own, after the plain-IoU ones,
+they only decide what those left undecided.
 
-The Kalman filter is ByteTrack's: state (centre x, centre y, aspect w/h, height) and their
-velocities, constant-velocity motion, noise proportional to the box height. Because that model's
-transition, process and measurement noise are all per coordinate, the 8x8 covariance stays four
-independent 2x2 (position, velocity) blocks; the filter keeps just those blocks for all tracks
-in arrays, so predicting and updating 20 tracks is a handful of vectorised numpy operations.
-Velocities are per second; the noise densities are ByteTrack's per-frame values at 30 FPS,
-scaled by the real time step.
+The Kalman filter is ByteTrack's (state centre x, centre y, aspect w/h, height and their
+velocities, constant-velocity motion, noise proportional to the box height) with two changes
+measured on PETS09 S2.L1: the measurement noise follows the detection score (NSA Kalman, Du et
+al. 2021: a partly occluded or merged box is a noisier measurement, so it moves the track less),
+and the box height's rate of change is a person's, 40 times steadier than ByteTrack lets it be.
+Because that model's transition, process and measurement noise are all per coordinate, the 8x8
+covariance stays four independent 2x2 (position, velocity) blocks; the filter keeps just those
+blocks for all tracks in arrays, so predicting and updating 20 tracks is a handful of vectorised
+numpy operations. Velocities are per second; ByteTrack's noise densities are its per-frame
+values at 30 FPS, scaled by the real time step.
 """
 
 from dataclasses import dataclass
