@@ -186,3 +186,69 @@ def test_mota_on_tud_campus_with_misses_and_jitter() -> None:
     scores = [te.score(gt, te.corrupt(gt, setting, seed), te.ours(TrackerParams())) for seed in range(3)]
     assert np.mean([s.mota for s in scores]) > 0.88
     assert np.mean([s.idf1 for s in scores]) > 0.85
+
+
+def test_buffered_iou_margins_per_axis() -> None:
+    """Both boxes grow by their own width x margin[0] and height x margin[1] on every side."""
+    a = np.array([[0, 0, 10, 20]], float)
+    b = np.array([[12, 0, 22, 20]], float)  # 2 px to the right of a
+    assert iou_matrix(a, b)[0, 0] == 0.0
+    grown = iou_matrix(a, b, np.array([[0.25, 0.0]]))  # 15 x 20 boxes overlapping by 3 px
+    np.testing.assert_allclose(grown[0, 0], 3 * 20 / (2 * 15 * 20 - 3 * 20))
+    assert iou_matrix(a, b, np.array([[0.0, 0.5]]))[0, 0] == 0.0  # growing only the height does not
+
+
+def _coast_after(tracker: ByteTracker, box: Box, score: float) -> Box:
+    """Feed `box` at `score` at t = 1.0 after a walker seen from 0 to 0.9 s, then return where
+    the track is predicted at 1.1 s (coasting, no detection)."""
+    for k in range(10):
+        tracker.update(dets([walker(k / 10)]), k / 10)
+    tracker.update(dets([box], [score]), 1.0)
+    (coasting,) = tracker.update(Detections.empty(), 1.1)
+    assert not coasting.matched
+    return coasting.box
+
+
+def test_unsure_detection_moves_the_track_less() -> None:
+    """A detection the detector is unsure of (partly occluded, two people merged) is a noisier
+    measurement: the filter follows it less than a confident one at the same place."""
+    true_x = walker(1.1)[0]
+    off = walker(1.0)
+    off = (off[0] + 12.0, off[1], off[2] + 12.0, off[3])  # 12 px right of where the walker is
+    params = TrackerParams(coast_s=0.5)
+    confident = _coast_after(ByteTracker(params), off, 0.95)[0] - true_x
+    unsure = _coast_after(ByteTracker(params), off, 0.3)[0] - true_x
+    assert 0 < unsure < confident / 2
+
+
+def test_one_box_cut_short_does_not_set_a_height_trend() -> None:
+    """A walker's box (100 px tall) cut to its upper half for one frame by an occlusion, then
+    whole again: a person's height changes slowly, so the filter does not take the jump as a
+    trend and predicts the full height (ByteTrack's noise made it grow by 95 px/s here)."""
+    tracker = ByteTracker(TrackerParams(coast_s=0.5))
+    for k in range(10):
+        tracker.update(dets([walker(k / 10)]), k / 10)
+    cut = walker(1.0)
+    tracker.update(dets([(cut[0], cut[1], cut[2], cut[1] + 50.0)]), 1.0)
+    for t in (1.1, 1.2):
+        tracker.update(dets([walker(t)]), t)
+    (coasting,) = tracker.update(Detections.empty(), 1.3)
+    assert coasting.box[3] - coasting.box[1] == pytest.approx(100.0, abs=5.0)
+
+
+@pytest.mark.parametrize("speed", [70.0, 90.0])
+def test_low_rate_walker_keeps_its_id(speed: float) -> None:
+    """10 FPS with frame-skip 4 (0.4 s between processed frames): a walker 40 px wide moves 0.7
+    to 0.9 of its width per step, more than plain IoU bridges for a track whose velocity is not
+    known yet (seen once, on the first frame). The gates of lost and tentative tracks grow with
+    the filter's own uncertainty, so it is re-found, also after two hidden frames (0.8 s)."""
+    tracker = ByteTracker(TrackerParams(coast_s=0.0))
+    ids = set()
+    for k in range(16):
+        t = 0.4 * k
+        hidden = k in (8, 9)
+        out = confirmed(tracker.update(dets([] if hidden else [walker(t, speed=speed)]), t))
+        if k >= 2 and not hidden:
+            assert len(out) == 1, k
+        ids.update(track.track_id for track in out)
+    assert len(ids) == 1

@@ -25,7 +25,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Dict, Iterator, List, Optional, Protocol, Sequence, Set, Tuple
 
 import cv2
 import numpy as np
@@ -43,6 +43,12 @@ log = logging.getLogger(__name__)
 
 IOU_THRESHOLDS = (0.5, 0.3)
 SAMPLED_FRAMES = 4
+
+
+class FrameTracker(Protocol):
+    """What `evaluate` tracks with: `ByteTracker`, or another tracker to compare it with."""
+
+    def update(self, detections: Detections, timestamp: float) -> List[Track]: ...
 
 
 @dataclass(frozen=True)
@@ -294,9 +300,12 @@ def evaluate(
     video: str = "",
     samples: Optional[List[SampledFrame]] = None,
     sample_every: int = 0,
+    tracker: Optional[FrameTracker] = None,
 ) -> Evaluation:
-    """Score the product on `frames` (BGR, in order, video frame 0 first) against `truth`."""
-    tracker = ByteTracker(TrackerParams.from_config(config.tracker))
+    """Score the product on `frames` (BGR, in order, video frame 0 first) against `truth`;
+    `tracker` replaces the product's (ByteTracker with the config's parameters) to compare."""
+    if tracker is None:
+        tracker = ByteTracker(TrackerParams.from_config(config.tracker))
     analytics = CameraAnalytics(
         class_names=detector.classes,
         counted_classes=config.detector.classes,
