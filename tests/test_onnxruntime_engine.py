@@ -171,4 +171,5 @@ def test_session_options_suit_a_shared_edge_cpu():
     assert options.intra_op_num_threads == physical_cores()
     assert options.inter_op_num_threads == 1
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert not options.enable_mem_pattern  # one planned block per input shape would stay allocated
     assert session_options(threads=1).intra_op_num_threads == 1

@@ -42,12 +42,18 @@ def physical_cores() -> int:
 def session_options(threads: Optional[int] = None) -> ort.SessionOptions:
     """Settings for an edge CPU shared with decoding and tracking threads: one intra-op thread
     per physical core (SMT siblings add little to convolutions), no inter-op parallelism, and
-    no busy-waiting between inferences so idle time goes to the other threads."""
+    no busy-waiting between inferences so idle time goes to the other threads.
+
+    No memory pattern: ORT would plan one block per input shape and keep each in its arena, and
+    our inputs change shape (aspect-kept input, coarse pass, batch 1..N). Without it the SSD at
+    1024x576 keeps 23 MB less at batch 1 and 85 MB less at batch 4, at the same CPU per frame
+    (benchmarks/results/memory.md)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or physical_cores()
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.enable_mem_pattern = False
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # errors only; ORT's warnings about unused providers are noise here
     return options
