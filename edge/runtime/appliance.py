@@ -137,7 +137,8 @@ def build_appliance(
         wiring.append((camera, source, analyses[camera.id]))
     max_batch = min(config.detector.max_batch, len(config.cameras))
     tier = controller.tier
-    detector, precision = load_guarded_tier_detector(config, tier, max_batch, progress)
+    device = profile.fingerprint()
+    detector, precision = load_guarded_tier_detector(config, tier, max_batch, progress, device)
     pipeline = Pipeline(wiring, detector, tier.frame_skip, steady, config.policy.window_s, tier.name)
     parts = ApplianceParts(
         config=config,
@@ -146,7 +147,7 @@ def build_appliance(
         controller=controller,
         pipeline=pipeline,
         analyses=analyses,
-        load_detector=lambda new_tier: load_guarded_tier_detector(config, new_tier, max_batch),
+        load_detector=lambda new_tier: load_guarded_tier_detector(config, new_tier, max_batch, device=device),
         spool=spool,
         publisher=publisher,
         delivery=delivery,
