@@ -93,6 +93,16 @@ def resolve_model_file(model: ModelSpec, precision: str, providers: Sequence[str
     return precision, ""
 
 
+def cpu_batch_limit(provider: str, options: EngineOptions) -> int:
+    """Most frames per call the pixel budget allows on the CPU provider (any number elsewhere):
+    at the tier's input a frame keeps the threads busy alone, so a bigger batch only holds more
+    activations (DetectorConfig.cpu_batch_pixels)."""
+    if provider != "CPUExecutionProvider" or options.cpu_batch_pixels <= 0:
+        return options.max_batch
+    width, height = options.input_size
+    return max(1, options.cpu_batch_pixels // (width * height))
+
+
 class OnnxRuntimeEngine:
     """A model's graph in an ONNX Runtime session; implements `edge.detection.engines.base.Engine`.
     `providers` forces the execution providers (default: the best installed); `threads`
@@ -113,8 +123,9 @@ class OnnxRuntimeEngine:
         self._input = self._session.get_inputs()[0]
         self.output_names = [output.name for output in self._session.get_outputs()]
         declared_batch = self._input.shape[0]
-        self.max_batch = (
-            min(options.max_batch, declared_batch) if isinstance(declared_batch, int) else options.max_batch
+        self.max_batch = min(
+            options.max_batch if not isinstance(declared_batch, int) else min(options.max_batch, declared_batch),
+            cpu_batch_limit(self.providers[0], options),
         )
         self.input_dtype: type = np.float16 if self._input.type == "tensor(float16)" else np.float32
 
