@@ -30,6 +30,7 @@ from edge.device.tiers import (
 from edge.runtime.analysis import CameraAnalysis, WindowSink
 from edge.runtime.clock import StampClock
 from edge.runtime.lifecycle import Appliance, ApplianceParts, PublishingSink
+from edge.runtime.memory import release_free_memory
 from edge.runtime.pipeline import FrameAnalyser, Pipeline
 from edge.runtime.sources import FrameSource, SourceReader, stream_size
 from edge.runtime.telemetry import Telemetry
@@ -109,6 +110,7 @@ def build_appliance(
     steady = stamps.pipeline_time
     selection = _select(config, profile)
     controller, capacity_warning = _controller(config, profile, selection, steady)
+    release_free_memory()  # what measuring the tiers freed, before the detector is loaded
     log.info("%s", controller.start_change)
     if on_tier_change is not None:
         on_tier_change(controller.start_change)
@@ -139,6 +141,7 @@ def build_appliance(
     tier = controller.tier
     device = profile.fingerprint()
     detector, precision = load_guarded_tier_detector(config, tier, max_batch, progress, device)
+    release_free_memory()  # what the INT8 check freed (the FP32 model, the held-out frames)
     pipeline = Pipeline(wiring, detector, tier.frame_skip, steady, config.policy.window_s, tier.name)
     parts = ApplianceParts(
         config=config,

@@ -14,6 +14,7 @@ the built-in scenes are added to the comparison, so a set of blank frames cannot
 """
 
 import dataclasses
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,7 +105,7 @@ def quantize_for(
         model.name,
         set_hash,
         size,
-        lambda input_name: FrameTensorReader(frames, family.tensor, input_name),
+        functools.partial(FrameTensorReader, list(frames), family.tensor),
         cache,
         progress=progress,
     )
