@@ -30,7 +30,7 @@ from edge.device.tiers import (
 from edge.runtime.analysis import CameraAnalysis, WindowSink
 from edge.runtime.clock import StampClock
 from edge.runtime.lifecycle import Appliance, ApplianceParts, PublishingSink
-from edge.runtime.memory import release_free_memory
+from edge.runtime.memory import limit_malloc_arenas, release_free_memory
 from edge.runtime.pipeline import FrameAnalyser, Pipeline
 from edge.runtime.sources import FrameSource, SourceReader, stream_size
 from edge.runtime.telemetry import Telemetry
@@ -104,6 +104,7 @@ def build_appliance(
     MQTT (load tests)."""
     if not config.cameras:
         raise ConfigError("config: cameras: at least one camera is needed to run")
+    limit_malloc_arenas()  # before any of the appliance's threads allocates
     profile = profile or probe()
     # `clock` stamps windows; waiting, pacing and the policy run on the steady pipeline time.
     stamps = StampClock(wall=clock)
