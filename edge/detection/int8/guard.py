@@ -7,7 +7,8 @@ to engines that calibrate INT8 themselves (the registry's `calibrates_int8`, e.g
 compares the INT8 detector with FP32 on the set's held-out frames, and uses INT8 only when the
 agreement reaches the floor; otherwise it falls back to the engine's `int8_fallback` precision
 (FP16 on TensorRT, FP32 elsewhere) and logs why. The decision is a dataclass the
-daemon publishes in telemetry.
+daemon publishes in telemetry; the daemon's decisions are cached per device and inputs
+(edge.detection.int8.decisions), so the FP32 model is loaded on the first start only.
 
 When the held-out frames give FP32 too few boxes to judge by (an empty scene, a broken set),
 the built-in scenes are added to the comparison, so a set of blank frames cannot pass unseen.
