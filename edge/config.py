@@ -213,6 +213,14 @@ class DetectorConfig(Section):
     score_threshold: float = Field(0.3, ge=0, le=1, description="Minimum detection score kept after NMS.")
     nms_iou: float = Field(0.45, gt=0, le=1, description="IoU above which NMS suppresses the weaker box.")
     max_batch: int = Field(4, ge=1, le=32, description="Most frames (across cameras) per inference call.")
+    cpu_batch_pixels: int = Field(
+        180_000,
+        ge=0,
+        description="On a CPU (ONNX Runtime's CPU provider), most input pixels per inference call; 0: only "
+        "max_batch limits it. One frame of a 576 input already keeps every core busy, and each further frame in "
+        "a batch only holds its activations (about 22 MB at 1024x576); 180000 still batches two 300x300 frames, "
+        "which fills otherwise idle threads.",
+    )
     keep_aspect: bool = Field(
         True,
         description="SSD models: keep the frame's aspect ratio (the tier's input is the shorter side, a 4:3 frame at "

@@ -1,6 +1,7 @@
 """The ONNX Runtime backend on the default model and the two real person photographs shipped in
 registry packages, checked against hand-measured ground truth (tests/images/ground_truth.json)."""
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -171,4 +172,35 @@ def test_session_options_suit_a_shared_edge_cpu():
     assert options.intra_op_num_threads == physical_cores()
     assert options.inter_op_num_threads == 1
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert not options.enable_mem_pattern  # one planned block per input shape would stay allocated
     assert session_options(threads=1).intra_op_num_threads == 1
+
+
+def at(size, budget):
+    return EngineOptions(input_size=size, max_batch=4, cpu_batch_pixels=budget)
+
+
+def test_on_the_cpu_a_batch_holds_at_most_the_pixel_budget():
+    from edge.detection.engines.onnxruntime import cpu_batch_limit
+
+    assert cpu_batch_limit("CPUExecutionProvider", at((576, 576), 180_000)) == 1
+    assert cpu_batch_limit("CPUExecutionProvider", at((300, 300), 180_000)) == 2
+    assert cpu_batch_limit("CPUExecutionProvider", at((300, 300), 0)) == 4  # no budget: max_batch
+    assert cpu_batch_limit("CUDAExecutionProvider", at((576, 576), 180_000)) == 4  # GPUs gain from batches
+    options = at((576, 576), 180_000)
+    detector = create_detector("onnxruntime", get_model(MODEL), dataclasses.replace(options, precision="int8"))
+    try:
+        assert detector.max_batch == 1
+        with pytest.raises(ValueError, match="takes 1..1"):
+            detector.preprocess([np.zeros((576, 576, 3), np.uint8)] * 2)
+    finally:
+        detector.close()
+
+
+def test_the_configured_budget_reaches_the_engine():
+    from edge.config import Config, TierConfig
+    from edge.detection.factory import engine_options
+
+    tier = TierConfig(model=MODEL, precision="int8", engine="onnxruntime", input=576)
+    assert engine_options(Config(), tier, 4).cpu_batch_pixels == Config().detector.cpu_batch_pixels > 0
+    assert engine_options(Config(detector={"cpu_batch_pixels": 0}), tier, 4).cpu_batch_pixels == 0

@@ -1,5 +1,7 @@
 """Cached ORT static quantisation and the calibration-set plumbing it relies on."""
 
+import functools
+import os
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +73,10 @@ def test_reader_feeds_preprocessed_frames_then_none(tmp_path):
     assert reader.get_next() is not None
 
 
+def picklable_reader(frames):
+    return functools.partial(FrameTensorReader, frames, functools.partial(preprocess_ssd, size=(300, 300)))
+
+
 @pytest.fixture(scope="module")
 def fp32_path():
     return get_model(MODEL).file("fp32")
@@ -81,16 +87,9 @@ def test_quantisation_is_cached_by_model_set_and_version(tmp_path, fp32_path):
     written = write_set(
         tmp_path / "cal", "s", [CandidateFrame(noise_frame(i, (300, 300, 3)), str(i)) for i in range(4)], "t"
     )
-    calls = []
-
-    def reader(input_name):
-        calls.append(input_name)
-        return FrameTensorReader(
-            written.frames, lambda images: preprocess_ssd(images, (300, 300)), input_name
-        )
-
+    reader = picklable_reader(written.frames)  # quantised in a child process
     first = quantize_cached(fp32_path, MODEL, "hash-a", (300, 300), reader, tmp_path / "cache")
-    assert not first.reused and calls == ["images"]
+    assert not first.reused
     assert first.key.model_sha256 == get_model(MODEL).files["fp32"].sha256
     import onnx
 
@@ -98,7 +97,7 @@ def test_quantisation_is_cached_by_model_set_and_version(tmp_path, fp32_path):
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
 
     again = quantize_cached(fp32_path, MODEL, "hash-a", (300, 300), reader, tmp_path / "cache")
-    assert again.reused and again.path == first.path and calls == ["images"]
+    assert again.reused and again.path == first.path and again.seconds == 0.0
 
     new_set = quantize_cached(fp32_path, MODEL, "hash-b", (300, 300), reader, tmp_path / "cache")
     assert not new_set.reused and new_set.path != first.path
@@ -114,13 +113,25 @@ def test_an_onnxruntime_upgrade_recalibrates(tmp_path, fp32_path, monkeypatch):
     written = write_set(
         tmp_path / "cal", "s", [CandidateFrame(noise_frame(i, (300, 300, 3)), str(i)) for i in range(2)], "t"
     )
-
-    def reader(input_name):
-        return FrameTensorReader(
-            written.frames, lambda images: preprocess_ssd(images, (300, 300)), input_name
-        )
-
+    reader = picklable_reader(written.frames)
     before = quantize_cached(fp32_path, MODEL, "h", (300, 300), reader, tmp_path / "cache")
     monkeypatch.setattr("edge.detection.int8.quantize.onnxruntime_version", lambda: "99.0.0")
     after = quantize_cached(fp32_path, MODEL, "h", (300, 300), reader, tmp_path / "cache")
     assert not after.reused and after.key.onnxruntime_version == "99.0.0" and after.path != before.path
+
+
+def reader_recording_pid(pid_file, input_name):
+    """A calibration reader with no frames that writes down which process asked for it."""
+    Path(pid_file).write_text(str(os.getpid()))
+    return FrameTensorReader([], functools.partial(preprocess_ssd, size=(300, 300)), input_name)
+
+
+def test_quantisation_runs_in_a_child_process_and_its_errors_reach_the_caller(tmp_path, fp32_path):
+    from edge.detection.int8.quantize import quantize_model_in_child
+
+    pid_file = tmp_path / "pid"
+    reader = functools.partial(reader_recording_pid, str(pid_file))
+    with pytest.raises(ValueError, match="No data is collected"):
+        quantize_model_in_child(fp32_path, tmp_path / "int8.onnx", reader, QuantizeSettings())
+    assert int(pid_file.read_text()) != os.getpid()
+    assert not (tmp_path / "int8.onnx").exists()

@@ -70,8 +70,10 @@ def _progress(message: str) -> None:
 def measure_engine(
     config: Config, tier: Tier, frames: List[np.ndarray], seconds: float, batch: int = 1
 ) -> Dict[str, float]:
-    """The detector alone on frames in memory: per-call latency and frames per second."""
-    detector = load_tier_detector(config, tier, max_batch=batch)
+    """The detector alone on frames in memory: per-call latency and frames per second, at the
+    batch asked for whatever the daemon's CPU pixel budget (detector.cpu_batch_pixels) allows."""
+    unlimited = config.model_copy(update={"detector": config.detector.model_copy(update={"cpu_batch_pixels": 0})})
+    detector = load_tier_detector(unlimited, tier, max_batch=batch)
     try:
         def call(i: int) -> None:
             images = [frames[(i + k) % len(frames)] for k in range(batch)]
@@ -221,6 +223,7 @@ def run_benchmark(
             "tiers": [tier.name for tier in selection.runnable],
             "decode_threads": config.decode.threads,
             "max_batch": config.detector.max_batch,
+            "cpu_batch_pixels": config.detector.cpu_batch_pixels,
             "clips": {name: str(path) for name, path in (clips or {}).items() if path is not None},
         },
         "seconds_per_measurement": seconds,

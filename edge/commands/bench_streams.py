@@ -44,6 +44,9 @@ class StreamsResult:
     cpu_percent: float  # of one core
     peak_rss_mb: float
     stages_ms: Dict[str, Dict[str, float]]
+    # The largest child process's peak (the first start's INT8 quantisation runs in one; it ran
+    # beside the appliance, so the two peaks add up at most).
+    child_peak_rss_mb: float = 0.0
     frame_skip: int = 1  # of the tier held at the end
     adaptive: bool = False  # the whole tier table, the controller free to step
     tier_changes: int = 0  # while measuring (after the warm-up)
@@ -130,6 +133,7 @@ def measure_streams(config: Config, seconds: float, warmup_s: float = 4.0) -> St
         cpu_percent=round(100.0 * cpu / wall, 1),
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
         stages_ms=stages,
+        child_peak_rss_mb=round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0, 1),
         frame_skip=appliance.parts.controller.tier.frame_skip,
         adaptive=len(appliance.parts.controller.tiers) > 1,
         tier_changes=changes,

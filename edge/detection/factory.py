@@ -68,6 +68,7 @@ def engine_options(
         keep_aspect=config.detector.keep_aspect and follows_frame,
         coarse_input=config.detector.coarse_input if follows_frame else 0,
         max_batch=max_batch,
+        cpu_batch_pixels=config.detector.cpu_batch_pixels,
         score_threshold=config.detector.score_threshold if score_threshold is None else score_threshold,
         nms_iou=config.detector.nms_iou,
         dla_core=0 if tier.dla else -1,

@@ -32,6 +32,7 @@ from edge.device.tiers import (
 from edge.runtime.analysis import CameraAnalysis, WindowSink
 from edge.runtime.clock import StampClock
 from edge.runtime.lifecycle import Appliance, ApplianceParts, PublishingSink
+from edge.runtime.memory import limit_malloc_arenas, release_free_memory
 from edge.runtime.pipeline import FrameAnalyser, Pipeline
 from edge.runtime.sources import FrameSource, SourceReader, stream_size
 from edge.runtime.telemetry import Telemetry
@@ -141,12 +142,14 @@ def build_appliance(
     MQTT (load tests)."""
     if not config.cameras:
         raise ConfigError("config: cameras: at least one camera is needed to run")
+    limit_malloc_arenas()  # before any of the appliance's threads allocates
     profile = profile or probe()
     # `clock` stamps windows; waiting, pacing and the policy run on the steady pipeline time.
     stamps = StampClock(wall=clock)
     steady = stamps.pipeline_time
     selection = _select(config, profile, progress)
     controller, capacity_warning = _controller(config, profile, selection, steady)
+    release_free_memory()  # what measuring the tiers freed, before the detector is loaded
     log.info("%s", controller.start_change)
     if on_tier_change is not None:
         on_tier_change(controller.start_change)
@@ -187,7 +190,9 @@ def build_appliance(
         wiring.append((camera, source, analyses[camera.id]))
     max_batch = min(config.detector.max_batch, len(config.cameras))
     tier = controller.tier
-    detector, precision = load_guarded_tier_detector(config, tier, max_batch, progress)
+    device = profile.fingerprint()
+    detector, precision = load_guarded_tier_detector(config, tier, max_batch, progress, device)
+    release_free_memory()  # what the INT8 check freed (the FP32 model, the held-out frames)
     pipeline = Pipeline(wiring, detector, tier.frame_skip, steady, config.policy.window_s, tier.name)
     parts = ApplianceParts(
         config=config,
@@ -196,7 +201,7 @@ def build_appliance(
         controller=controller,
         pipeline=pipeline,
         analyses=analyses,
-        load_detector=lambda new_tier: load_guarded_tier_detector(config, new_tier, max_batch),
+        load_detector=lambda new_tier: load_guarded_tier_detector(config, new_tier, max_batch, device=device),
         spool=spool,
         publisher=publisher,
         delivery=delivery,

@@ -31,6 +31,8 @@ class EngineOptions:
     # input (edge.detection.families.ssd).
     coarse_input: int = 0
     max_batch: int = 1
+    # CPU execution: most input pixels per call (0 = no limit); see DetectorConfig.cpu_batch_pixels.
+    cpu_batch_pixels: int = 0
     score_threshold: float = 0.4
     nms_iou: float = 0.45
     dla_core: int = -1  # TensorRT only; -1 = GPU

@@ -42,12 +42,18 @@ def physical_cores() -> int:
 def session_options(threads: Optional[int] = None) -> ort.SessionOptions:
     """Settings for an edge CPU shared with decoding and tracking threads: one intra-op thread
     per physical core (SMT siblings add little to convolutions), no inter-op parallelism, and
-    no busy-waiting between inferences so idle time goes to the other threads."""
+    no busy-waiting between inferences so idle time goes to the other threads.
+
+    No memory pattern: ORT would plan one block per input shape and keep each in its arena, and
+    our inputs change shape (aspect-kept input, coarse pass, batch 1..N). Without it the SSD at
+    1024x576 keeps 23 MB less at batch 1 and 85 MB less at batch 4, at the same CPU per frame
+    (benchmarks/results/memory.md)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or physical_cores()
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.enable_mem_pattern = False
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # errors only; ORT's warnings about unused providers are noise here
     return options
@@ -87,6 +93,16 @@ def resolve_model_file(model: ModelSpec, precision: str, providers: Sequence[str
     return precision, ""
 
 
+def cpu_batch_limit(provider: str, options: EngineOptions) -> int:
+    """Most frames per call the pixel budget allows on the CPU provider (any number elsewhere):
+    at the tier's input a frame keeps the threads busy alone, so a bigger batch only holds more
+    activations (DetectorConfig.cpu_batch_pixels)."""
+    if provider != "CPUExecutionProvider" or options.cpu_batch_pixels <= 0:
+        return options.max_batch
+    width, height = options.input_size
+    return max(1, options.cpu_batch_pixels // (width * height))
+
+
 class OnnxRuntimeEngine:
     """A model's graph in an ONNX Runtime session; implements `edge.detection.engines.base.Engine`.
     `providers` forces the execution providers (default: the best installed); `threads`
@@ -107,8 +123,9 @@ class OnnxRuntimeEngine:
         self._input = self._session.get_inputs()[0]
         self.output_names = [output.name for output in self._session.get_outputs()]
         declared_batch = self._input.shape[0]
-        self.max_batch = (
-            min(options.max_batch, declared_batch) if isinstance(declared_batch, int) else options.max_batch
+        self.max_batch = min(
+            options.max_batch if not isinstance(declared_batch, int) else min(options.max_batch, declared_batch),
+            cpu_batch_limit(self.providers[0], options),
         )
         self.input_dtype: type = np.float16 if self._input.type == "tensor(float16)" else np.float32
 

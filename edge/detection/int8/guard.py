@@ -7,13 +7,15 @@ to engines that calibrate INT8 themselves (the registry's `calibrates_int8`, e.g
 compares the INT8 detector with FP32 on the set's held-out frames, and uses INT8 only when the
 agreement reaches the floor; otherwise it falls back to the engine's `int8_fallback` precision
 (FP16 on TensorRT, FP32 elsewhere) and logs why. The decision is a dataclass the
-daemon publishes in telemetry.
+daemon publishes in telemetry; the daemon's decisions are cached per device and inputs
+(edge.detection.int8.decisions), so the FP32 model is loaded on the first start only.
 
 When the held-out frames give FP32 too few boxes to judge by (an empty scene, a broken set),
 the built-in scenes are added to the comparison, so a set of blank frames cannot pass unseen.
 """
 
 import dataclasses
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from edge import __version__
 from edge.config import Config
 from edge.core.accuracy import MIN_REFERENCE_BOXES, AgreementReport, PrecisionDecision, compare, judge
 from edge.core.detections import Detections
@@ -36,6 +39,8 @@ from edge.detection.factory import (
     tracking_score_threshold,
 )
 from edge.detection.families import family_for
+from edge.detection.int8.decisions import DIRECTORY as DECISIONS_DIRECTORY
+from edge.detection.int8.decisions import DecisionCache, GuardKey
 from edge.detection.int8.quantize import QuantizeResult, quantize_cached
 from edge.detection.int8.sets import (
     BUILTIN_SET,
@@ -103,7 +108,7 @@ def quantize_for(
         model.name,
         set_hash,
         size,
-        lambda input_name: FrameTensorReader(frames, family.tensor, input_name),
+        functools.partial(FrameTensorReader, list(frames), family.tensor),
         cache,
         progress=progress,
     )
@@ -191,14 +196,70 @@ def _builtin_for_guard(config: Config, calibration_set: CalibrationSet) -> Optio
     return ensure_builtin_set(calibration_root(config))
 
 
+def guard_key(
+    config: Config,
+    tier: TierLike,
+    model: ModelSpec,
+    options: EngineOptions,
+    candidate: Detector,
+    set_hash: str,
+    device: str,
+) -> GuardKey:
+    return GuardKey(
+        device=device,
+        software=__version__,
+        engine=tier.engine,
+        model=model.name,
+        fp32_sha256=model.files["fp32"].sha256,
+        int8_sha256=sha256_of(candidate.artifact),
+        calibration_set=set_hash,
+        input_size=(int(options.input_size[0]), int(options.input_size[1])),
+        keep_aspect=options.keep_aspect,
+        coarse_input=options.coarse_input,
+        detector_threshold=options.score_threshold,
+        operating_threshold=config.detector.score_threshold,
+        nms_iou=options.nms_iou,
+        dla_core=options.dla_core,
+        agreement_floor=config.calibration.agreement_floor,
+        max_recall_drop=config.calibration.max_recall_drop,
+        holdout_fraction=config.calibration.holdout_fraction,
+    )
+
+
+def decision_cache(config: Config) -> DecisionCache:
+    return DecisionCache(cache_dir(config) / DECISIONS_DIRECTORY)
+
+
+def _replay(
+    decision: PrecisionDecision,
+    candidate: Detector,
+    tier: TierLike,
+    model: ModelSpec,
+    options: EngineOptions,
+) -> Optional[Detector]:
+    """The detector a cached decision chose, without comparing again; None when the candidate
+    built now is not what the decision was about (its engine fell back differently)."""
+    if decision.chosen == candidate.precision:
+        log.info("%s: %s (cached decision: %s)", model.name, decision.chosen, decision.reason)
+        return candidate
+    if decision.accepted:
+        return None
+    candidate.close()
+    log.warning("%s: INT8 refused: %s (cached decision); running %s", model.name, decision.reason, decision.chosen)
+    return create_detector(tier.engine, model, dataclasses.replace(options, precision=decision.chosen))
+
+
 def load_guarded_detector(
     config: Config,
     tier: TierLike,
     model: ModelSpec,
     options: Optional[EngineOptions] = None,
     progress: Optional[Progress] = None,
+    device: Optional[str] = None,
 ) -> Tuple[Detector, PrecisionDecision]:
-    """The detector for a tier, INT8 only when it agrees with FP32 above the floor."""
+    """The detector for a tier, INT8 only when it agrees with FP32 above the floor. With `device`
+    (the hardware fingerprint) the decision is cached and replayed (edge.detection.int8.decisions),
+    so the FP32 model is loaded only when something the decision depends on changed."""
     options = options or engine_options(config, tier, config.detector.max_batch)
     if tier.precision != "int8":
         detector = create_detector(tier.engine, model, options)
@@ -207,8 +268,9 @@ def load_guarded_detector(
     calibration_set = resolve_calibration_set(config, progress)
     calibration_frames, held_out = calibration_set.split(config.calibration.holdout_fraction)
     set_hash = calibration_set.content_hash()
-    reference = create_detector(REFERENCE_ENGINE, model, dataclasses.replace(options, precision="fp32"))
+    reference: Optional[Detector] = None
     candidate: Optional[Detector] = None
+    key: Optional[GuardKey] = None
     model_path = ""
     try:
         if plugin.calibrates_int8:
@@ -221,6 +283,13 @@ def load_guarded_detector(
             )
             candidate = create_detector(tier.engine, with_int8_file(model, quantized.path), options)
         model_path = str(candidate.artifact)
+        if device is not None:
+            key = guard_key(config, tier, model, options, candidate, set_hash, device)
+            cached = decision_cache(config).get(key)
+            replayed = _replay(cached, candidate, tier, model, options) if cached is not None else None
+            if cached is not None and replayed is not None:
+                return replayed, cached
+        reference = create_detector(REFERENCE_ENGINE, model, dataclasses.replace(options, precision="fp32"))
         report = agreement(
             candidate,
             reference,
@@ -232,9 +301,32 @@ def load_guarded_detector(
     except ModelError as exc:
         report = None
         reason = f"INT8 model unavailable: {exc}"
+        key = None
+    chosen, decision = _decide(
+        config, tier, model, options, candidate, reference, report, reason, calibration_set.name, model_path
+    )
+    if key is not None:
+        decision_cache(config).put(key, decision)
+    return chosen, decision
+
+
+def _decide(
+    config: Config,
+    tier: TierLike,
+    model: ModelSpec,
+    options: EngineOptions,
+    candidate: Optional[Detector],
+    reference: Optional[Detector],
+    report: Optional[AgreementReport],
+    reason: Optional[str],
+    set_name: str,
+    model_path: str,
+) -> Tuple[Detector, PrecisionDecision]:
+    """The detector and decision after the comparison (`reason` None: INT8 agreed)."""
     built_precision = candidate.precision if candidate is not None else "int8"
     if reason is None and built_precision == "int8":
-        reference.close()
+        if reference is not None:
+            reference.close()
         assert candidate is not None
         log.info(
             "%s: INT8 accepted (agreement mAP@0.5 %.3f >= %.2f on %d held-out frames of set %s)",
@@ -242,33 +334,31 @@ def load_guarded_detector(
             report.agreement_map50 if report else float("nan"),
             config.calibration.agreement_floor,
             report.frames if report else 0,
-            calibration_set.name,
+            set_name,
         )
         return candidate, _decision(
-            tier, "int8", True, "agreement above the floor", config, report, calibration_set.name, model_path
+            tier, "int8", True, "agreement above the floor", config, report, set_name, model_path
         )
     if reason is None:  # the engine itself fell back (no fast INT8, build failure)
         assert candidate is not None
-        reference.close()
+        if reference is not None:
+            reference.close()
         why = "; ".join(f"{k}: {v}" for k, v in candidate.fallback_reasons.items())
         log.warning(
             "%s: INT8 not available on this engine (%s); running %s", model.name, why, built_precision
         )
-        return candidate, _decision(
-            tier, built_precision, False, why, config, report, calibration_set.name, model_path
-        )
+        return candidate, _decision(tier, built_precision, False, why, config, report, set_name, model_path)
     if candidate is not None:
         candidate.close()
-    fallback = plugin.int8_fallback
+    fallback = engine_plugin(tier.engine).int8_fallback
     log.warning("%s: INT8 refused: %s; falling back to %s", model.name, reason, fallback)
-    if tier.engine == REFERENCE_ENGINE and fallback == "fp32":
+    if tier.engine == REFERENCE_ENGINE and fallback == "fp32" and reference is not None:
         chosen: Detector = reference
     else:
-        reference.close()
+        if reference is not None:
+            reference.close()
         chosen = create_detector(tier.engine, model, dataclasses.replace(options, precision=fallback))
-    return chosen, _decision(
-        tier, fallback, False, reason, config, report, calibration_set.name, model_path
-    )
+    return chosen, _decision(tier, fallback, False, reason, config, report, set_name, model_path)
 
 
 def log_progress(message: str) -> None:
@@ -276,12 +366,16 @@ def log_progress(message: str) -> None:
 
 
 def load_guarded_tier_detector(
-    config: Config, tier: Tier, max_batch: int, progress: Callable[[str], None] = log_progress
+    config: Config,
+    tier: Tier,
+    max_batch: int,
+    progress: Callable[[str], None] = log_progress,
+    device: Optional[str] = None,
 ) -> Tuple[Detector, PrecisionDecision]:
     """The detector the daemon runs for a tier: its score threshold is the tracker's (see
     edge.detection.factory.tracking_score_threshold); INT8 is calibrated on this device's
     calibration set and used only when it agrees with FP32 above `calibration.agreement_floor`."""
     options = engine_options(config, tier, max_batch, tracking_score_threshold(config))
-    detector, decision = load_guarded_detector(config, tier, tier_model(config, tier), options, progress)
+    detector, decision = load_guarded_detector(config, tier, tier_model(config, tier), options, progress, device)
     log.info("precision for %s: %s (%s)", tier.name, decision.chosen, decision.reason)
     return detector, decision

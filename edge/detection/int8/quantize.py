@@ -11,12 +11,20 @@ The result is cached under `<cache dir>/quantized/`, named by the sha256 of (mod
 calibration set hash, onnxruntime version, input size, settings): the same inputs never
 recalibrate, any change does. `onnxruntime.quantization` needs the `onnx` package; it is
 imported only here, when a model is actually quantised.
+
+The cache quantises in a child process: ONNX Runtime's calibration session runs the unoptimised
+float graph, which lifted the daemon's first start by ~270 MB over its interpreter and left
+~95 MB its allocator never gave back for as long as the daemon ran; a child returns all of it
+when it exits (benchmarks/results/memory.md). `make_reader` must therefore be picklable.
 """
 
 import hashlib
 import json
 import logging
 import os
+import pickle
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -100,13 +108,48 @@ def quantize_cached(
     start = time.monotonic()
     if progress:
         progress(f"quantising {model_name} to INT8 ({settings.tag})")
-    quantize_model(fp32_path, target, make_reader, settings)
+    quantize_model_in_child(fp32_path, target, make_reader, settings)
     for stale in target.parent.glob(f"{model_name}-int8-{input_size[0]}x{input_size[1]}-*.onnx"):
         if stale != target:  # superseded by a new calibration set or ORT version
             stale.unlink()
     seconds = time.monotonic() - start
     log.info("INT8 model written to %s in %.1f s", target, seconds)
     return QuantizeResult(target, key, reused=False, seconds=seconds)
+
+
+def quantize_model_in_child(
+    fp32_path: Path, target: Path, make_reader: Callable[[str], object], settings: QuantizeSettings
+) -> None:
+    """`quantize_model` in a fresh interpreter that imports only this module and what the job
+    needs (multiprocessing's spawn would import the caller's main module too, and a fork of a
+    daemon with threads and ONNX Runtime sessions is not safe); its error is raised here."""
+    job = pickle.dumps(sys.path) + pickle.dumps((fp32_path, target, make_reader, settings))
+    done = subprocess.run([sys.executable, "-m", __name__], input=job, stdout=subprocess.PIPE, check=False)
+    if done.returncode == 0:
+        return
+    try:
+        error = pickle.loads(done.stdout)
+    except Exception:  # killed before it could answer (out of memory, a signal)
+        error = None
+    if isinstance(error, BaseException):
+        raise error
+    raise ModelError(f"{fp32_path}: the INT8 quantisation process failed (exit status {done.returncode})")
+
+
+def _quantize_job() -> int:
+    """The child's side: sys.path, then the job, pickled on stdin; an error pickled on stdout."""
+    sys.path[:] = pickle.load(sys.stdin.buffer)
+    fp32_path, target, make_reader, settings = pickle.load(sys.stdin.buffer)
+    try:
+        quantize_model(fp32_path, target, make_reader, settings)
+    except Exception as exc:
+        try:
+            answer = pickle.dumps(exc)
+        except Exception:  # ONNX Runtime's own exception types do not pickle
+            answer = pickle.dumps(ModelError(f"{fp32_path}: INT8 quantisation failed: {exc}"))
+        sys.stdout.buffer.write(answer)
+        return 1
+    return 0
 
 
 def quantize_model(
@@ -140,3 +183,7 @@ def quantize_model(
             nodes_to_exclude=list(settings.nodes_to_exclude) or None,
         )
         os.replace(quantized, target)
+
+
+if __name__ == "__main__":
+    sys.exit(_quantize_job())
