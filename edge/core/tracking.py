@@ -4,8 +4,9 @@ ByteTrack (Zhang et al., 2022) associates in two stages: detections scoring at l
 `high_threshold` are matched first against every confirmed and lost track, then detections
 between `low_threshold` and `high_threshold` are matched against the tracks still unmatched,
 which keeps a person through a partial occlusion that lowers the detector's score. Matching is
-class-aware (a person never takes over a car's track) and solved with scipy's
-`linear_sum_assignment` on an IoU cost.
+class-aware (a person never takes over a car's track) and solved as a
+minimum-cost assignment (edge.core.assignment: SciPy's algorithm without SciPy's import cost)
+on an IoU cost.
 
 Why this is written here and not taken from a library: the published implementations (the
 authors' repo, `supervision`, `trackers`) count the lost-track buffer in frames and predict with
@@ -40,8 +41,8 @@ from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
+from edge.core.assignment import linear_sum_assignment
 from edge.core.detections import Detections
 
 Box = Tuple[float, float, float, float]

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from edge.core.analytics import LineCounter, LineSpec
+from edge.core.assignment import linear_sum_assignment
 from edge.core.errors import ConfigError
 
 Point = Tuple[float, float]
