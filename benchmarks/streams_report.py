@@ -15,20 +15,29 @@ def to_markdown(groups: Dict[str, List[Dict[str, Any]]]) -> str:
     lines = [
         "# Streams per device: real-time H.264 cameras at 15 FPS each",
         "",
-        "Each row one run in its own process (`benchmarks/streams.py`), the default tier pinned; drops = due "
-        "frames lost (replaced before the worker took them, or late while it was busy) as a share of the due "
-        "frames; CPU in % of one core (the machine has 2); load = the load average before the run.",
+        "Each row one run in its own process (`benchmarks/streams.py`): the default tier pinned, or (adaptive) "
+        "the device's whole tier table with the controller free to step; `tier` is the tier held at the end, "
+        "`covered` = analysed fps per camera x its frame-skip (frames skipped on purpose are not drops); "
+        "changes = tier changes while measuring (after a 4 s warm-up); drops = due frames lost (replaced "
+        "before the worker took them, or late while it was busy) as a share of the due frames; CPU in % of "
+        "one core (the machine has 2); peak RSS of the process, and of its largest child (the first start's "
+        "INT8 quantisation) when there was one; load = the load average before the run.",
         "",
-        "| streams | cameras | total analysed fps | fps per camera | drops % | CPU % | peak RSS MB | "
-        "read→counts p99 ms | load |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| streams | cameras | tier | total analysed fps | covered fps per camera | changes | drops % | CPU % | "
+        "peak RSS MB | read→counts p99 ms | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, runs in groups.items():
         for r in runs:
             p99 = r["stages_ms"].get("read_to_counts", {}).get("p99", "")
+            skip = r.get("frame_skip", 1)
+            tier = r["tier"].split("@", 1)[-1].replace(" onnxruntime/", " ")
+            covered = round(r["analysed_fps_per_camera"] * skip, 2)
+            rss = f"{r['peak_rss_mb']}" + (f" (child {r['child_peak_rss_mb']})" if r.get("child_peak_rss_mb") else "")
             lines.append(
-                f"| {label} | {r['cameras']} | {r['analysed_fps_total']} | {r['analysed_fps_per_camera']} | "
-                f"{r['drop_percent']} | {r['cpu_percent']} | {r['peak_rss_mb']} | {p99} | {r['load_before']} |"
+                f"| {label} | {r['cameras']} | {tier} | {r['analysed_fps_total']} | {covered} | "
+                f"{r.get('tier_changes', 0)} | {r['drop_percent']} | {r['cpu_percent']} | {rss} | {p99} | "
+                f"{r['load_before']} |"
             )
     return "\n".join(lines) + "\n"
 
