@@ -1,13 +1,13 @@
 """The demo's ground truth follows how much of each looped scene played, frame-skip included."""
 
-from edge.commands.demo import expected_line_counts, played_seconds
+from edge.commands.demo import SETTLE_S, expected_line_counts, played_seconds
 from edge.devkit.synthetic import Crossing, Scene, SceneLine, SceneTruth
 
 
 def test_played_time_counts_the_frames_skipped_before_the_newest_analysed_one() -> None:
-    # Under frame-skip 3 at 15 FPS, the analysed frame with source index 29 is the 10th analysed
-    # one, yet two seconds of the scene have played.
-    assert played_seconds(29, 15.0) == 2.0
+    # Under frame-skip 3 at 15 FPS, the analysed frame with source index 44 is the 15th analysed
+    # one, yet three seconds of the scene have played; the last second's crossings are settling.
+    assert played_seconds(44, 15.0) == 3.0 - SETTLE_S
     assert played_seconds(None, 15.0) == 0.0
 
 
