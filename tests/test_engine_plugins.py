@@ -99,13 +99,13 @@ def test_aspect_input_and_coarse_pass_run_on_any_engine(registry):
     model = get_model(SSD)
     images = [frame.image for frame in builtin_frames(2)]
     options = EngineOptions(
-        precision="fp32", input_size=(576, 576), keep_aspect=True, coarse_input=300, max_batch=2
+        precision="fp32", input_size=(480, 480), keep_aspect=True, coarse_input=300, max_batch=2
     )
     detector = create_detector("plain-cpu", model, options)
     reference = create_detector("onnxruntime", model, options)
     batch = detector.preprocess(images[:1])
     height, width = images[0].shape[:2]
-    assert batch.tensor.shape[1:3] == (576, round(576 * width / height)) and len(batch.more_tensors) == 1
+    assert batch.tensor.shape[1:3] == (480, round(480 * width / height)) and len(batch.more_tensors) == 1
     found, expected = detect(detector, images), detect(reference, images)
     assert sum(len(d) for d in expected) > 0
     for ours, theirs in zip(found, expected):

@@ -234,12 +234,19 @@ def test_ssd_family_keeps_the_aspect_and_adds_a_coarse_pass():
     assert aspect_input((640, 360), 300) == (533, 300)
     assert aspect_input((360, 640), 300) == (300, 533)
     model = get_model("ssdlite-mobilenetv2-pedestrian")
-    frame = np.zeros((480, 640, 3), np.uint8)
+    frame = np.zeros((576, 768, 3), np.uint8)
     family = SsdFamily(model, EngineOptions(input_size=(576, 576), keep_aspect=True, coarse_input=300))
     batch = family.preprocess([frame, frame])
     assert batch.tensor.shape == (2, 576, 768, 3)
     assert [t.shape for t in batch.more_tensors] == [(2, 300, 400, 3)]
     assert batch.extras["inputs"] == [(768, 576), (400, 300)]
+    # A frame smaller than the tier's input is not enlarged: the largest supported input that
+    # fits it, and no coarse pass once the main pass is no larger than it.
+    small = family.preprocess([np.zeros((360, 640, 3), np.uint8)])
+    assert small.extras["inputs"] == [(626, 352), (533, 300)] and small.tensor.shape == (1, 352, 626, 3)
+    tiny = family.preprocess([np.zeros((240, 320, 3), np.uint8)])
+    assert tiny.extras["inputs"] == [(299, 224)] and tiny.more_tensors == []
+    frame = np.zeros((480, 640, 3), np.uint8)
     square = SsdFamily(model, EngineOptions(input_size=(300, 300), coarse_input=300)).preprocess([frame])
     assert square.tensor.shape == (1, 300, 300, 3) and square.more_tensors == []
     with pytest.raises(ModelError, match="input 500 not supported"):
