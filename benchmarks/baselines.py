@@ -85,6 +85,7 @@ def main() -> None:
     parser.add_argument("--clip", type=Path, required=True)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--tier", type=int, default=0, help="index in this device's tier table (0: the default)")
     parser.add_argument("--ultralytics-python")
     parser.add_argument("--state-dir", type=Path, default=Path(tempfile.gettempdir()) / "va-streams-state")
     parser.add_argument("--json", type=Path)
@@ -92,7 +93,7 @@ def main() -> None:
     args = parser.parse_args()
     config = parse_config({"state_dir": str(args.state_dir)})
     _, tiers = tiers_for_platform(config.policy, probe().platform)
-    tier = tier_from_config(0, tiers[0])
+    tier = tier_from_config(args.tier, tiers[args.tier])
     fp32 = replace(tier, precision="fp32")
     frames = read_all_frames(str(args.clip), limit=60)
     runs: Dict[str, Callable[[], float]] = {
