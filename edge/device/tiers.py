@@ -11,7 +11,6 @@ and `probe` then drop the tiers whose detections disagree with the best one's
 
 import json
 import logging
-import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -25,6 +24,7 @@ from edge.config import Config, PolicyConfig, TierConfig
 from edge.core.errors import ConfigError, ModelError
 from edge.core.tier_agreement import TierAgreement
 from edge.core.tiers import Tier
+from edge.detection.atomic_file import atomic_write
 from edge.detection.engines import detect, engine_names, engine_plugin
 from edge.detection.factory import load_tier_detector
 from edge.detection.manifest import DEFAULT_MODELS_DIR, ModelSpec, load_manifest
@@ -220,12 +220,8 @@ def read_json_object(path: Path) -> Dict[str, Any]:
 
 
 def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
-    """Write then rename, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.stem}-")
-    with os.fdopen(handle, "w") as out:
-        json.dump(data, out, indent=2, sort_keys=True)
-    os.replace(temporary, path)
+    """A JSON object written whole or not at all (edge.detection.atomic_file)."""
+    atomic_write(path, json.dumps(data, indent=2, sort_keys=True).encode())
 
 
 def predict_capacities(

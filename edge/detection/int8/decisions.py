@@ -10,12 +10,12 @@ change is another key, hence a new comparison; a file that cannot be read is a m
 import hashlib
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Optional, Tuple
 
 from edge.core.accuracy import PrecisionDecision
+from edge.detection.atomic_file import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +77,7 @@ class DecisionCache:
     def put(self, key: GuardKey, decision: PrecisionDecision) -> None:
         """Written atomically; a failure to write costs a comparison at the next start only."""
         path = self._path(key)
-        partial = path.with_suffix(".tmp")
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            partial.write_text(json.dumps({"key": asdict(key), "decision": decision.to_dict()}, indent=1))
-            os.replace(partial, path)
+            atomic_write(path, json.dumps({"key": asdict(key), "decision": decision.to_dict()}, indent=1).encode())
         except OSError as exc:
             log.warning("%s: INT8 decision not cached (%s)", path, exc)

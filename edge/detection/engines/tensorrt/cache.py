@@ -9,11 +9,11 @@ the ones it supersedes.
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Tuple
+
+from edge.detection.atomic_file import atomic_write
 
 
 @dataclass(frozen=True)
@@ -81,18 +81,4 @@ class EngineCache:
         path = self.path_for(key)
         path.unlink(missing_ok=True)
         path.with_suffix(".json").unlink(missing_ok=True)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=str(path.parent), prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 

@@ -8,9 +8,9 @@ from typing import Any, Callable, Iterator, List, Optional
 import numpy as np
 
 from edge.core.errors import ModelError
+from edge.detection.atomic_file import atomic_write
 from edge.detection.engines.base import CalibrationSource
 from edge.detection.engines.tensorrt.build import TensorRTModules
-from edge.detection.engines.tensorrt.cache import atomic_write
 from edge.detection.int8.sets import Preprocess, tensor_batches
 
 log = logging.getLogger(__name__)
