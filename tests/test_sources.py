@@ -2,6 +2,7 @@
 
 import time
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import pytest
@@ -94,17 +95,21 @@ def test_frames_not_due_are_grabbed_but_never_converted(video: Path) -> None:
     assert all(f.read_at > 0 and f.decode_s > 0 for f in frames)
 
 
-def test_a_realtime_file_that_falls_behind_drops_late_frames_before_converting(video: Path) -> None:
+def always_behind_clock() -> Callable[[], float]:
+    """A clock that runs three frames (0.15 s) per reading: the reader is always behind."""
     now = [0.0]
 
-    # A clock that runs three frames per frame read: the reader is always behind. With no
-    # consumer taking frames, late frames are dropped without being converted, never two in a
-    # row (the frame waiting to be taken stays at most a frame old).
     def clock() -> float:
         now[0] += 0.15
         return now[0]
 
-    reader = SourceReader("cam", str(video), realtime=True, clock=clock)
+    return clock
+
+
+def test_a_realtime_file_that_falls_behind_drops_late_frames_before_converting(video: Path) -> None:
+    # With no consumer taking frames, late frames are dropped without being converted, never two
+    # in a row (the frame waiting to be taken stays at most a frame old).
+    reader = SourceReader("cam", str(video), realtime=True, clock=always_behind_clock())
     reader.start()
     while not reader.finished:
         time.sleep(0.05)
@@ -114,13 +119,7 @@ def test_a_realtime_file_that_falls_behind_drops_late_frames_before_converting(v
 
 
 def test_late_frames_with_a_consumer_are_each_taken_or_counted_as_dropped(video: Path) -> None:
-    now = [0.0]
-
-    def clock() -> float:
-        now[0] += 0.15
-        return now[0]
-
-    reader = SourceReader("cam", str(video), realtime=True, clock=clock)
+    reader = SourceReader("cam", str(video), realtime=True, clock=always_behind_clock())
     reader.start()
     taken = []
     while not reader.finished:
