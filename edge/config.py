@@ -38,6 +38,7 @@ def mask_urls(text: str) -> str:
     a lone token before '@' is masked), and password/token query parameters masked too."""
     return _SECRET_QUERY.sub(r"\g<key>***", _USERINFO.sub(_mask_userinfo, text))
 
+
 # Ids end up in MQTT topics, JSON keys and Home Assistant ids (DESIGN.md "Wire contract").
 _ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}")
 ID_RULE = "1-64 characters of letters, digits, '_', '.' and '-', not starting with '.'"
@@ -237,9 +238,7 @@ class DetectorConfig(Section):
 
 
 class TrackerConfig(Section):
-    high_threshold: float = Field(
-        0.5, ge=0, le=1, description="Score of detections matched in the first stage."
-    )
+    high_threshold: float = Field(0.5, ge=0, le=1, description="Score of detections matched in the first stage.")
     low_threshold: float = Field(0.1, ge=0, le=1, description="Lowest score used in the second stage.")
     new_track_threshold: float = Field(
         0.6, ge=0, le=1, description="Score an unmatched detection needs to start a track."
@@ -275,9 +274,7 @@ class HeatmapConfig(Section):
 
 class TlsConfig(Section):
     ca_file: Path = Field(description="CA certificate (PEM) that signed the broker's certificate.")
-    cert_file: Optional[Path] = Field(
-        None, description="Client certificate (PEM), when the broker requires one."
-    )
+    cert_file: Optional[Path] = Field(None, description="Client certificate (PEM), when the broker requires one.")
     key_file: Optional[Path] = Field(
         None, description="Client private key (PEM); keep it readable by the service only."
     )
@@ -319,9 +316,7 @@ class MqttConfig(Section):
             "auto: PUBACK until an aggregator has acknowledged this device once, end-to-end from then on."
         ),
     )
-    max_inflight: int = Field(
-        20, ge=1, le=1000, description="Most unacknowledged publishes at once (paced replay)."
-    )
+    max_inflight: int = Field(20, ge=1, le=1000, description="Most unacknowledged publishes at once (paced replay).")
     ack_timeout_s: float = Field(
         30.0, gt=0, description="Seconds without an acknowledgement before sending unacknowledged messages again."
     )
@@ -335,17 +330,13 @@ class MqttConfig(Section):
         ),
     )
     snapshot: SnapshotConfig = Field(default_factory=SnapshotConfig, description="Retained reference frames.")
-    homeassistant: HomeAssistantConfig = Field(
-        default_factory=HomeAssistantConfig, description="HA discovery."
-    )
+    homeassistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig, description="HA discovery.")
 
     _prefix = field_validator("prefix")(check_topic_level)
 
 
 class SpoolConfig(Section):
-    path: Optional[Path] = Field(
-        None, description="SQLite outbox file; defaults to <state_dir>/spool.sqlite."
-    )
+    path: Optional[Path] = Field(None, description="SQLite outbox file; defaults to <state_dir>/spool.sqlite.")
     max_mb: float = Field(64.0, gt=0, description="Most megabytes of undelivered messages kept.")
     full_policy: str = Field(
         "drop_oldest",
@@ -444,9 +435,7 @@ def _default_tiers() -> Dict[str, List[TierConfig]]:
 
 
 class PolicyConfig(Section):
-    margin: float = Field(
-        0.1, ge=0, lt=1, description="Step down when FPS stays under target x (1 - margin)."
-    )
+    margin: float = Field(0.1, ge=0, lt=1, description="Step down when FPS stays under target x (1 - margin).")
     headroom: float = Field(
         1.2, ge=1, description="Step up when the better tier is predicted to hold target x headroom."
     )
@@ -470,6 +459,16 @@ class PolicyConfig(Section):
         "the check off). 0.88 splits PETS09 S2.L1 (frames 1-400, 40-80 frame samples): input 480 agrees with "
         "576 at 0.91-0.95 and keeps 85 % of its line crossings; 416 and 300 agree at 0.77-0.84 and keep 80 % "
         "or less.",
+    )
+    equivalence_floor: float = Field(
+        0.97,
+        ge=0,
+        le=1,
+        description="A cheaper detector whose detections agree with the best tier's at least this well (mAP@0.5) "
+        "on the site's own frames (a calibration set captured from its cameras, never the built-in scenes) sees "
+        "the same people there: the costlier detectors' tiers ahead of it are dropped and it becomes the default "
+        "(0 turns this off). On PETS09 S2.L1 input 300 agrees with 576 at 0.77-0.84 (576 stays); on the "
+        "synthetic 720p plaza at 1.00 (300, a fifth of the cost, becomes the default).",
     )
     tiers: Dict[str, List[TierConfig]] = Field(
         default_factory=_default_tiers, description="Per platform class, the tiers best quality first."

@@ -1,15 +1,16 @@
 """How many real-time cameras this device sustains, for `video-analysis bench` and
 `benchmarks/streams.py`: N copies of one clip played at its native rate as N cameras through
 the real appliance (readers, one inference worker, tracking, analytics; no MQTT), one tier
-pinned or (`--adaptive`) the device's whole tier table with the controller free to step, each N
-in a fresh process so that its peak RSS is its own.
+pinned (by default the tier the daemon starts from on this site: `site_default_tier`) or
+(`--adaptive`) the device's whole tier table with the controller free to step, each N in a fresh
+process so that its peak RSS is its own.
 
 A configuration is sustained when every camera is covered at the target rate (analysed fps x
 the held tier's frame-skip) with < 1 % unintended drops (due frames replaced before the worker
 took them, or too late to convert) and, under `--adaptive`, no tier change while measuring;
 frames skipped on purpose by the pacing are not drops.
 
-    python -m edge.commands.bench_streams --clip CLIP --cameras N [--detect-clip SUB] [--tier I | --adaptive]
+    python -m edge.commands.bench_streams --clip CLIP --cameras N [--detect-clip SUB] [--tier I|default | --adaptive]
 """
 
 import argparse
@@ -20,12 +21,12 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from edge.config import Config, parse_config
 from edge.device.hardware import probe
 from edge.device.tiers import tiers_for_platform
-from edge.runtime.appliance import build_appliance
+from edge.runtime.appliance import build_appliance, choose_tiers
 
 MAX_DROP_PERCENT = 1.0
 MIN_TARGET_SHARE = 0.97  # analysed fps per camera ≥ 97 % of the target (clock jitter)
@@ -64,6 +65,9 @@ class StreamsResult:
         )
 
 
+SITE_DEFAULT = "default"  # `--tier default`: the tier the daemon starts from on this site
+
+
 def streams_config(
     clip: Path,
     cameras: int,
@@ -96,6 +100,16 @@ def streams_config(
             "policy": {"tiers": {platform: [t.model_dump() for t in (tiers if tier is None else [tiers[tier]])]}},
         }
     )
+
+
+def site_default_tier(clip: Path, state_dir: Path, detect_clip: Optional[Path] = None) -> int:
+    """The index in this device's table of the tier its daemon would start from on this site:
+    the best runnable tier once the tiers that disagree with the best one, or that a cheaper
+    equivalent detector makes pointless, are dropped (judged on `<state_dir>/calibration`'s
+    frames when there are some: `video-analysis calibrate`)."""
+    config = streams_config(clip, 1, state_dir, detect_clip, None)
+    selection, _ = choose_tiers(config, probe())
+    return selection.runnable[0].index
 
 
 def measure_streams(config: Config, seconds: float, warmup_s: float = 4.0) -> StreamsResult:
@@ -158,9 +172,10 @@ def run_isolated(
     seconds: float,
     state_dir: Path,
     detect_clip: Optional[Path] = None,
-    tier: Optional[int] = 0,
+    tier: Union[int, str, None] = SITE_DEFAULT,
 ) -> StreamsResult:
-    """`measure_streams` in a fresh process (its own peak RSS); `tier` None: adaptive."""
+    """`measure_streams` in a fresh process (its own peak RSS); `tier` an index of the table,
+    SITE_DEFAULT, or None: adaptive."""
     args = [sys.executable, "-m", "edge.commands.bench_streams", "--clip", str(clip), "--cameras", str(cameras)]
     args += ["--seconds", str(seconds), "--state-dir", str(state_dir)]
     args += ["--adaptive"] if tier is None else ["--tier", str(tier)]
@@ -208,11 +223,21 @@ def main() -> None:
     parser.add_argument("--cameras", type=int, required=True)
     parser.add_argument("--seconds", type=float, default=15.0)
     choice = parser.add_mutually_exclusive_group()
-    choice.add_argument("--tier", type=int, default=0, help="index in this device's tier table, pinned")
+    choice.add_argument(
+        "--tier",
+        default=SITE_DEFAULT,
+        help="index in this device's tier table, or 'default' (the tier the daemon starts from on this site), pinned",
+    )
     choice.add_argument("--adaptive", action="store_true", help="the whole table, the controller adapting")
     parser.add_argument("--state-dir", type=Path, required=True)
     args = parser.parse_args()
-    tier = None if args.adaptive else args.tier
+    tier: Optional[int] = None
+    if not args.adaptive:
+        tier = (
+            site_default_tier(args.clip, args.state_dir, args.detect_clip)
+            if args.tier == SITE_DEFAULT
+            else int(args.tier)
+        )
     config = streams_config(args.clip, args.cameras, args.state_dir, args.detect_clip, tier)
     print(json.dumps(asdict(measure_streams(config, args.seconds))))
 

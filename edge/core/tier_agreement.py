@@ -5,6 +5,14 @@ Agreement is the INT8 guard's metric (edge.core.accuracy.agreement_map) with the
 tier's detections, at the operating score threshold, as the reference: mAP@0.5 of the candidate
 tier's detections (ranked by score) on the device's own frames. Tiers that run the best tier's
 detector (same `Tier.key`: only frame_skip differs) agree by construction and are not measured.
+
+Per site, the cheapest equivalent detector wins (`dominated`): when a cheaper detector's
+detections agree with the best tier's at or above `policy.equivalence_floor` on the site's own
+frames (a calibration set captured from its cameras, never the built-in scenes), the costlier
+detectors ahead of it in the table see nothing more there and only cost time, so their tiers are
+dropped and the cheaper detector's first tier becomes the default. On PETS09 S2.L1 input 300
+misses people 576 finds (0.77-0.84) and 576 stays the default; on a camera where people are large
+in the frame 300 agrees at 1.00 and runs at a fifth of 576's cost per 720p frame.
 """
 
 from dataclasses import asdict, dataclass
@@ -18,6 +26,7 @@ SAME_DETECTOR = "same detector"  # runs the best tier's detector: agrees by cons
 MEASURED = "measured"
 CACHED = "cached"  # measured on an earlier start of this device, on the same frames
 OFF = "off"  # the floor is 0: nothing measured
+BUILTIN_FRAME_SET = "builtin"  # the built-in scenes' set name: not the site's own frames
 
 
 @dataclass(frozen=True)
@@ -111,3 +120,48 @@ def assess(
                 )
             )
     return verdicts
+
+
+def on_site_frames(frame_set: str) -> bool:
+    """Whether a measurement's frames are all the site's own (no built-in scenes among them)."""
+    return bool(frame_set) and BUILTIN_FRAME_SET not in frame_set.split("+")
+
+
+def dominated(
+    tiers: Sequence[Tier],
+    capacities: Sequence[float],
+    verdicts: Sequence[TierAgreement],
+    equivalence_floor: float,
+) -> Dict[int, str]:
+    """By tier index, why a tier is not worth running on this site: a detector listed after it,
+    measured faster (`capacities`: analysed frames/s per tier), agrees with the best tier at or
+    above `equivalence_floor` on the site's own frames. Empty when the floor is 0."""
+    if equivalence_floor <= 0:
+        return {}
+    by_index = {tier.index: (position, tier) for position, tier in enumerate(tiers)}
+    capacity: Dict[str, float] = {}
+    for tier, value in zip(tiers, capacities):
+        capacity.setdefault(tier.key, value)
+    reasons: Dict[int, str] = {}
+    for verdict in verdicts:
+        if (
+            verdict.basis not in (MEASURED, CACHED)
+            or verdict.agreement_map50 is None
+            or verdict.agreement_map50 < equivalence_floor
+            or verdict.reference_boxes < MIN_REFERENCE_BOXES
+            or not on_site_frames(verdict.frame_set)
+            or verdict.index not in by_index
+        ):
+            continue
+        position, cheaper = by_index[verdict.index]
+        for tier in tiers[:position]:
+            if tier.key == cheaper.key or capacity[tier.key] >= capacity[cheaper.key] or tier.index in reasons:
+                continue
+            reasons[tier.index] = (
+                f"a cheaper detector sees the same people on this site's frames: {cheaper.model}@{cheaper.input} "
+                f"{cheaper.engine}/{cheaper.precision} agrees with the best tier at mAP@0.5 "
+                f"{verdict.agreement_map50:.3f} (>= policy.equivalence_floor {equivalence_floor:.2f}, "
+                f"{verdict.frames} frames of set {verdict.frame_set}) and analyses {capacity[cheaper.key]:.1f} "
+                f"frames/s against {capacity[tier.key]:.1f}"
+            )
+    return reasons

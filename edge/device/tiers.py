@@ -9,6 +9,7 @@ and `probe` then drop the tiers whose detections disagree with the best one's
 (edge.device.agreement, `TierSelection.judged`).
 """
 
+import dataclasses
 import json
 import logging
 import tempfile
@@ -79,8 +80,7 @@ class TierSelection:
         return {
             "platform": self.platform,
             "runnable": [
-                dict(asdict(tier), name=tier.name, agreement=self._agreement_dict(tier.index))
-                for tier in self.runnable
+                dict(asdict(tier), name=tier.name, agreement=self._agreement_dict(tier.index)) for tier in self.runnable
             ],
             "dropped": [
                 dict(asdict(dropped), agreement=self._agreement_dict(dropped.index)) for dropped in self.dropped
@@ -91,15 +91,19 @@ class TierSelection:
         """This selection with the verdicts recorded and the tiers they refuse moved to the
         dropped ones, with the verdict's reason."""
         refused = {verdict.index: verdict.reason for verdict in verdicts if verdict.reason is not None}
+        return dataclasses.replace(self.without(refused), agreement=tuple(verdicts))
+
+    def without(self, reasons: Mapping[int, str]) -> "TierSelection":
+        """This selection with the runnable tiers in `reasons` (by index) moved to the dropped ones."""
         dropped = list(self.dropped)
         dropped += [
-            DroppedTier(tier.index, tier.name, refused[tier.index]) for tier in self.runnable if tier.index in refused
+            DroppedTier(tier.index, tier.name, reasons[tier.index]) for tier in self.runnable if tier.index in reasons
         ]
         return TierSelection(
             self.platform,
-            tuple(tier for tier in self.runnable if tier.index not in refused),
+            tuple(tier for tier in self.runnable if tier.index not in reasons),
             tuple(sorted(dropped, key=lambda item: item.index)),
-            tuple(verdicts),
+            self.agreement,
         )
 
 
@@ -115,9 +119,7 @@ def tiers_for_platform(policy: PolicyConfig, platform: str) -> Tuple[str, List[T
     return current, list(policy.tiers[current])
 
 
-def _drop_reason(
-    tier: TierConfig, profile: HardwareProfile, manifest: Mapping[str, ModelSpec]
-) -> Optional[str]:
+def _drop_reason(tier: TierConfig, profile: HardwareProfile, manifest: Mapping[str, ModelSpec]) -> Optional[str]:
     if tier.model not in manifest:
         return f"model {tier.model!r} is not in the model manifest"
     spec = manifest[tier.model]
@@ -129,9 +131,7 @@ def _drop_reason(
     return reason
 
 
-def select_tiers(
-    policy: PolicyConfig, profile: HardwareProfile, manifest: Mapping[str, ModelSpec]
-) -> TierSelection:
+def select_tiers(policy: PolicyConfig, profile: HardwareProfile, manifest: Mapping[str, ModelSpec]) -> TierSelection:
     """Split the platform's tiers into runnable ones (best first) and dropped ones with reasons;
     ConfigError for an engine no plug-in registered."""
     validate_engines(policy)
@@ -270,9 +270,7 @@ def size_variant(frame_size: Tuple[int, int]) -> str:
     return f"@{frame_size[0]}x{frame_size[1]}"
 
 
-def measure_tier(
-    config: Config, tier: Tier, frame_size: Tuple[int, int] = (1280, 720), frames: int = 20
-) -> float:
+def measure_tier(config: Config, tier: Tier, frame_size: Tuple[int, int] = (1280, 720), frames: int = 20) -> float:
     """Analysed frames per second of one tier on this device, one stream, batch 1, each frame
     decoded from a video at the cameras' resolution `frame_size` (width, height) first:
     decoding a 720p frame costs about as much as half an inference on a small CPU, so a

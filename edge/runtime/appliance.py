@@ -13,6 +13,7 @@ from contract.state import StateError, StateTopics, parse_camera_state
 from edge.config import CameraConfig, Config
 from edge.core.errors import ConfigError
 from edge.core.policy import AdaptiveController, TierChange
+from edge.core.tier_agreement import dominated
 from edge.delivery.publisher import Publisher
 from edge.delivery.spool import Spool
 from edge.detection.int8.guard import load_guarded_tier_detector, log_progress
@@ -109,10 +110,13 @@ def _frame_size(config: Config) -> Tuple[int, int]:
     return max(known, key=lambda size: size[0] * size[1]) if known else DEFAULT_FRAME_SIZE
 
 
-def _controller(
-    config: Config, profile: HardwareProfile, selection: TierSelection, clock: Callable[[], float]
-) -> Tuple[AdaptiveController, Optional[str]]:
-    """The controller, and the one-line warning when no tier can hold the cameras' target."""
+def choose_tiers(
+    config: Config, profile: HardwareProfile, progress: Callable[[str], None] = log_progress
+) -> Tuple[TierSelection, List[float]]:
+    """The tiers this site runs, best first, with each one's capacity (analysed frames/s,
+    decoding the cameras' frames): those this device can run whose detections agree with the
+    best one's, less those a cheaper equivalent detector makes pointless here."""
+    selection = _select(config, profile, progress)
     frame_size = _frame_size(config)
     capacities = predict_capacities(
         selection.runnable,
@@ -121,6 +125,20 @@ def _controller(
         profile.fingerprint(),
         size_variant(frame_size),
     )
+    reasons = dominated(selection.runnable, capacities, selection.agreement, config.policy.equivalence_floor)
+    if not reasons:
+        return selection, capacities
+    for tier in selection.runnable:
+        if tier.index in reasons:
+            log.info("tier %s dropped: %s", tier.name, reasons[tier.index])
+    kept = [value for tier, value in zip(selection.runnable, capacities) if tier.index not in reasons]
+    return selection.without(reasons), kept
+
+
+def _controller(
+    config: Config, selection: TierSelection, capacities: Sequence[float], clock: Callable[[], float]
+) -> Tuple[AdaptiveController, Optional[str]]:
+    """The controller, and the one-line warning when no tier can hold the cameras' target."""
     target = sum(camera.target_fps for camera in config.cameras)
     warning = fit_warning(selection.runnable, capacities, target, len(config.cameras))
     if warning is not None:
@@ -147,8 +165,8 @@ def build_appliance(
     # `clock` stamps windows; waiting, pacing and the policy run on the steady pipeline time.
     stamps = StampClock(wall=clock)
     steady = stamps.pipeline_time
-    selection = _select(config, profile, progress)
-    controller, capacity_warning = _controller(config, profile, selection, steady)
+    selection, capacities = choose_tiers(config, profile, progress)
+    controller, capacity_warning = _controller(config, selection, capacities, steady)
     release_free_memory()  # what measuring the tiers freed, before the detector is loaded
     log.info("%s", controller.start_change)
     if on_tier_change is not None:

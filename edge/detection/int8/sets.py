@@ -30,12 +30,13 @@ import numpy as np
 
 from edge.assets import asset_dir
 from edge.core.errors import ConfigError, SourceError
+from edge.core.tier_agreement import BUILTIN_FRAME_SET
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 MANIFEST = "manifest.json"
-BUILTIN_SET = "builtin"
+BUILTIN_SET = BUILTIN_FRAME_SET
 JPEG_QUALITY = 95
 Box = Tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels
 
