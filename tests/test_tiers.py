@@ -71,7 +71,7 @@ def test_every_platform_class_has_defaults_that_validate():
 def test_cpu_machine_keeps_the_onnxruntime_tiers():
     selection = select_tiers(PolicyConfig(), profile("x86-cpu", arch="x86_64"), MANIFEST)
     assert [(t.input, t.frame_skip) for t in selection.runnable] == [
-        (576, 1), (576, 2), (576, 3), (576, 4), (300, 1), (300, 2)
+        (576, 1), (576, 2), (576, 3), (576, 4), (300, 1), (300, 2), (224, 1), (224, 2)
     ]
     assert selection.dropped == ()
 

@@ -204,6 +204,7 @@ def build_appliance(
             loop=camera.loop,
             clock=steady,
             decode_threads=config.decode.threads,
+            nice=config.decode.nice,
         )
         wiring.append((camera, source, analyses[camera.id]))
     max_batch = min(config.detector.max_batch, len(config.cameras))

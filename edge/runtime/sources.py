@@ -19,11 +19,14 @@ Decoding is most of a camera's cost, so a reader does as little of it as it can:
   while the device is busy;
 - the FFmpeg decoder gets `decode_threads` threads (1 by default: frame threading adds a frame of
   latency and a set of buffers per thread, and with several cameras there is no idle core to give);
-- a camera may be read from its low-resolution sub-stream (`detect_source`), the way NVRs analyse.
+- a camera may be read from its low-resolution sub-stream (`detect_source`), the way NVRs analyse;
+- readers run `decode.nice` below the inference worker: past what the device can analyse they
+  decode with the CPU inference leaves, instead of taking it from frames already decoded.
 """
 
 import itertools
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -184,6 +187,7 @@ class SourceReader:
         clock: Callable[[], float] = time.time,
         max_backoff_s: float = 30.0,
         decode_threads: int = 1,
+        nice: int = 0,
     ) -> None:
         self.camera_id = camera_id
         self.source = source
@@ -196,6 +200,7 @@ class SourceReader:
         self._clock = clock
         self._max_backoff_s = max_backoff_s
         self._decode_threads = decode_threads
+        self._nice = nice
         self._interval_s = 0.0  # pacing set by the pipeline (a float: written and read whole)
         self._last_due: Optional[float] = None  # timestamp of the last frame handed over (reader only)
         self._condition = threading.Condition()
@@ -265,6 +270,7 @@ class SourceReader:
             self.frame_ready.set()
 
     def _run(self) -> None:
+        lower_thread_priority(self._nice)
         backoff = 1.0
         index = 0
         start = self._clock()
@@ -338,6 +344,18 @@ class SourceReader:
             self._last_due = timestamp
             decode_s = time.perf_counter() - decode_start
             self._publish(Frame(self.camera_id, index - 1, timestamp, image, decode_s, decode_start))
+
+
+def lower_thread_priority(increment: int) -> None:
+    """Make the calling thread (and the decoder threads it starts) `increment` nicer. Linux
+    schedules threads one by one, so this leaves the process's other threads as they are."""
+    if increment <= 0 or not hasattr(os, "setpriority"):
+        return
+    thread = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, os.getpriority(os.PRIO_PROCESS, thread) + increment))
+    except OSError as exc:
+        log.info("reader priority unchanged: %s", exc)
 
 
 def frames_of(capture: cv2.VideoCapture) -> Generator[np.ndarray, None, None]:
