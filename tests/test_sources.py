@@ -57,7 +57,10 @@ def test_realtime_file_keeps_latest_and_counts_drops(video: Path) -> None:
         if frame is not None:
             taken.append(frame.index)
     reader.stop()
-    assert reader.stats.frames_read == 40
+    # A consumer this slow loses three frames in a row: the reader then skips undecoded to the
+    # next keyframe (every 12th frame of this clip) instead of decoding frames to drop them.
+    assert reader.stats.frames_shed > 0
+    assert 38 <= reader.stats.frames_read + reader.stats.frames_shed <= 40
     assert reader.stats.frames_dropped >= 40 - len(taken) - 1 > 0
     assert taken == sorted(taken)
 
@@ -108,14 +111,42 @@ def always_behind_clock() -> Callable[[], float]:
 
 def test_a_realtime_file_that_falls_behind_drops_late_frames_before_converting(video: Path) -> None:
     # With no consumer taking frames, late frames are dropped without being converted, never two
-    # in a row (the frame waiting to be taken stays at most a frame old).
+    # in a row (the frame waiting to be taken stays at most a frame old), until three were lost
+    # in a row: then the reader skips to the next keyframe.
     reader = SourceReader("cam", str(video), realtime=True, clock=always_behind_clock())
     reader.start()
     while not reader.finished:
         time.sleep(0.05)
     reader.stop()
-    assert 20 <= reader.stats.frames_read <= 21  # every other frame converted
-    assert reader.stats.frames_dropped == 39  # 19-20 never converted, the rest replaced untaken
+    # Dropped, never two in a row, then skipped to the next keyframe after three lost in a row.
+    stats = reader.stats
+    assert stats.frames_shed > 0 and stats.frames_read < 20
+    assert stats.frames_dropped == 40 - 1  # all but the last converted one, each counted once
+
+
+def test_a_lagging_worker_makes_the_reader_skip_to_keyframes_undecoded(video: Path) -> None:
+    # No consumer: after three due frames lost in a row the reader drops packets undecoded up to
+    # the next keyframe (0, 12, 24, 36 in this clip), so only frames at or just after a keyframe
+    # are ever decoded, and every frame is accounted for.
+    reader = SourceReader("cam", str(video), realtime=True)
+    decoded = []
+    reader.frame_ready = None
+    original = reader._publish
+
+    def publish(frame):
+        decoded.append(frame.index)
+        original(frame)
+
+    reader._publish = publish  # type: ignore[method-assign]
+    reader.start()
+    while not reader.finished:
+        time.sleep(0.05)
+    reader.stop()
+    assert decoded[:4] == [0, 1, 2, 3] and 12 in decoded
+    assert all(index % 12 <= 3 for index in decoded)
+    stats = reader.stats
+    assert stats.frames_shed >= 24 and stats.frames_read + stats.frames_shed == 40
+    assert stats.frames_dropped == stats.frames_read - 1 + stats.frames_shed  # replaced untaken, and shed
 
 
 def test_late_frames_with_a_consumer_are_each_taken_or_counted_as_dropped(video: Path) -> None:

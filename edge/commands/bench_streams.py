@@ -1,9 +1,9 @@
 """How many real-time cameras this device sustains, for `video-analysis bench` and
-`benchmarks/streams.py`: N copies of one clip played at its native rate as N cameras through
-the real appliance (readers, one inference worker, tracking, analytics; no MQTT), one tier
-pinned (by default the tier the daemon starts from on this site: `site_default_tier`) or
-(`--adaptive`) the device's whole tier table with the controller free to step, each N in a fresh
-process so that its peak RSS is its own.
+`benchmarks/streams.py`: N copies of one clip (and of its phase copies, `phase_copies`) played
+at its native rate as N cameras through the real appliance (readers, one inference worker,
+tracking, analytics; no MQTT), one tier pinned (by default the tier the daemon starts from on
+this site: `site_default_tier`) or (`--adaptive`) the device's whole tier table with the
+controller free to step, each N in a fresh process so that its peak RSS is its own.
 
 A configuration is sustained when every camera is covered at the target rate (analysed fps x
 the held tier's frame-skip) with < 1 % unintended drops (due frames replaced before the worker
@@ -77,21 +77,24 @@ def streams_config(
     target_fps: float = 15.0,
 ) -> Config:
     """N cameras on one clip with only `tier` of this device's table, so the controller holds it;
-    with `tier` None, the whole table (the controller adapts as in service)."""
+    with `tier` None, the whole table (the controller adapts as in service). The cameras take
+    the clip's phase copies in turn when there are some (`phase_copies`)."""
+    clips = phase_copies(clip)
+    detect_clips = phase_copies(detect_clip) if detect_clip is not None else []
     base = Config()
     platform, tiers = tiers_for_platform(base.policy, probe().platform)
     camera_list: List[Dict[str, Any]] = []
     for index in range(cameras):
         camera: Dict[str, Any] = {
             "id": f"cam{index + 1}",
-            "source": str(clip),
+            "source": str(clips[index % len(clips)]),
             "target_fps": target_fps,
             "realtime": True,
             "loop": True,
             "lines": [{"id": "door", "points": [[0.5, 0.2], [0.5, 0.95]]}],
         }
-        if detect_clip is not None:
-            camera["detect_source"] = str(detect_clip)
+        if detect_clips:
+            camera["detect_source"] = str(detect_clips[index % len(detect_clips)])
         camera_list.append(camera)
     return parse_config(
         {
@@ -100,6 +103,14 @@ def streams_config(
             "policy": {"tiers": {platform: [t.model_dump() for t in (tiers if tier is None else [tiers[tier]])]}},
         }
     )
+
+
+def phase_copies(clip: Path) -> List[Path]:
+    """The clip and the copies `benchmarks/clips.py --phases K` wrote beside it
+    (`<stem>-phase<k><suffix>`: the same video with its keyframes shifted), so that N cameras do
+    not all reach a keyframe at the same instant, which real cameras never do."""
+    copies = sorted(clip.parent.glob(f"{clip.stem}-phase*{clip.suffix}"), key=lambda path: path.name)
+    return [clip, *copies]
 
 
 def site_default_tier(clip: Path, state_dir: Path, detect_clip: Optional[Path] = None) -> int:

@@ -10,6 +10,10 @@ The pipeline depends on the `FrameSource` protocol, not on OpenCV: `SourceReader
 it for real sources, and tests feed the pipeline with sources that need no video file.
 
 Decoding is most of a camera's cost, so a reader does as little of it as it can:
+- files and network streams are read packet by packet (edge.runtime.packet_capture, PyAV), so
+  when the worker has not taken any of SHED_AFTER_DROPS due frames in a row (the device is past
+  what it can analyse) the reader skips undecoded to the next keyframe instead of decoding frames
+  only to drop them; the skipped frames count as shed (and the due ones as dropped);
 - it knows the pipeline's pacing (`pace`: one analysed frame per `frame_skip / target_fps`
   seconds) and only `grab()`s the frames in between: the compressed stream must still be decoded
   (H.264 frames depend on each other) but a frame that will not be analysed is never converted
@@ -38,8 +42,13 @@ import numpy as np
 
 from edge.config import mask_urls
 from edge.core.errors import SourceError
+from edge.runtime.packet_capture import PacketCapture
 
 log = logging.getLogger(__name__)
+
+# Due frames lost in a row before a reader skips to the next keyframe. One lost frame is jitter;
+# three in a row (the worker has not taken any of them) is a device past what it can analyse.
+SHED_AFTER_DROPS = 3
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,7 @@ class SourceStats:
     frames_read: int = 0  # frames handed to the pipeline (converted)
     frames_dropped: int = 0  # due frames replaced before the pipeline took them, or too late to convert
     frames_skipped: int = 0  # frames grabbed but not converted: not due under the pacing
+    frames_shed: int = 0  # frames never decoded: skipped to the next keyframe while the worker lagged
     reconnects: int = 0
     connected: bool = False
     last_error: str = ""
@@ -115,38 +125,54 @@ def csi_pipeline(sensor_id: int, width: int = 1280, height: int = 720, fps: int 
     )
 
 
-def open_capture(source: str, decode_threads: int = 0) -> cv2.VideoCapture:
-    """Open a source with the right OpenCV backend; raises SourceError when it cannot be opened.
+class Capture(Protocol):
+    """What a reader needs of a capture: `cv2.VideoCapture` (cameras, GStreamer) or
+    `PacketCapture` (files, network streams; it can also skip to the next keyframe)."""
+
+    def grab(self) -> bool: ...
+
+    def retrieve(self) -> Tuple[bool, Optional[np.ndarray]]: ...
+
+    def read(self) -> Tuple[bool, Optional[np.ndarray]]: ...
+
+    def get(self, prop: int) -> float: ...
+
+    def set(self, prop: int, value: float) -> bool: ...
+
+    def release(self) -> None: ...
+
+
+def open_capture(source: str, decode_threads: int = 0) -> Capture:
+    """Open a source; raises SourceError when it cannot be opened. Files and network streams
+    are read packet by packet (`PacketCapture`), cameras and GStreamer pipelines by OpenCV.
     `decode_threads`: FFmpeg decoder threads for files and network streams (0: FFmpeg's choice)."""
     kind = classify(source)
-    threads = [cv2.CAP_PROP_N_THREADS, decode_threads] if decode_threads > 0 else []
     if kind == "file":
         path = Path(source[len("file://") :] if source.startswith("file://") else source)
         if not path.is_file():
             raise SourceError(f"{path}: no such video file")
-        capture = cv2.VideoCapture(str(path), cv2.CAP_ANY, threads)
-        ok = capture.isOpened()
-        if ok:
-            ok, _ = capture.read()
-            capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
-        if not ok:
-            capture.release()
+        try:
+            packets = PacketCapture(str(path), decode_threads)
+        except (OSError, ValueError) as exc:
+            raise SourceError(f"{path}: not a readable video ({exc})") from None
+        if not packets.grab():
+            packets.release()
             raise SourceError(f"{path}: not a readable video (cannot decode a frame)")
-        return capture
+        packets.set(cv2.CAP_PROP_POS_FRAMES, 0)
+        return packets
+    if kind == "rtsp":
+        try:
+            return PacketCapture(source, decode_threads, network=True)
+        except (OSError, ValueError):
+            raise SourceError(f"{redact(source)}: cannot open rtsp source") from None
     if kind in ("csi", "gstreamer"):
         if not has_gstreamer():
             raise SourceError(f"{redact(source)}: this OpenCV has no GStreamer (use the system OpenCV on Jetson)")
         pipeline = csi_pipeline(int(source[len("csi://") :])) if kind == "csi" else source[len("gst:") :]
         capture = cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER)
-    elif kind == "v4l2":
+    else:
         device = int(source) if source.isdigit() else int(source[len("/dev/video") :])
         capture = cv2.VideoCapture(device, cv2.CAP_V4L2)
-    else:
-        capture = cv2.VideoCapture(
-            source,
-            cv2.CAP_FFMPEG,
-            [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000, *threads],
-        )
     if not capture.isOpened():
         capture.release()
         raise SourceError(f"{redact(source)}: cannot open {kind} source")
@@ -207,7 +233,8 @@ class SourceReader:
         self._frame: Optional[Frame] = None
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
-        self._capture: Optional[cv2.VideoCapture] = None
+        self._capture: Optional[Capture] = None
+        self._drops_in_row = 0  # drops since the worker last took a frame (guarded by _condition)
         # Set by the pipeline: wakes its worker when a frame arrives (one event for all cameras).
         self.frame_ready: Optional[threading.Event] = None
 
@@ -242,6 +269,7 @@ class SourceReader:
                 self._condition.wait(timeout)
             frame, self._frame = self._frame, None
             if frame is not None:
+                self._drops_in_row = 0
                 self._condition.notify_all()
             return frame
 
@@ -263,6 +291,7 @@ class SourceReader:
                     self._condition.wait(0.1)
             elif self._frame is not None:
                 self.stats.frames_dropped += 1
+                self._drops_in_row += 1
             self._frame = frame
             self.stats.frames_read += 1
             self._condition.notify_all()
@@ -335,15 +364,35 @@ class SourceReader:
                     dropped_late = self._frame is not None
                     if dropped_late:
                         self.stats.frames_dropped += 1
+                        self._drops_in_row += 1
                 if dropped_late:
+                    index += self._shed_if_overloaded()
                     continue
             dropped_late = False
             ok, image = self._capture.retrieve()
-            if not ok:
+            if not ok or image is None:
                 continue
             self._last_due = timestamp
             decode_s = time.perf_counter() - decode_start
             self._publish(Frame(self.camera_id, index - 1, timestamp, image, decode_s, decode_start))
+            index += self._shed_if_overloaded()
+
+    def _shed_if_overloaded(self) -> int:
+        """After SHED_AFTER_DROPS due frames in a row were lost (the worker has not taken one
+        meanwhile), skip undecoded to the next keyframe when the capture can: the frames up to it
+        would be decoded only to be dropped. Returns the frames skipped (counted as shed, and the
+        due ones among them as dropped)."""
+        skip = getattr(self._capture, "skip_to_keyframe", None)
+        with self._condition:
+            if skip is None or self._drops_in_row < SHED_AFTER_DROPS:
+                return 0
+        skipped = int(skip())
+        due_share = 1.0 if self._interval_s <= 0 else min(1.0, 1.0 / (self.fps * self._interval_s))
+        with self._condition:
+            self.stats.frames_shed += skipped
+            self.stats.frames_dropped += int(round(skipped * due_share))
+            self._drops_in_row = 0
+        return skipped
 
 
 def lower_thread_priority(increment: int) -> None:
@@ -358,11 +407,11 @@ def lower_thread_priority(increment: int) -> None:
         log.info("reader priority unchanged: %s", exc)
 
 
-def frames_of(capture: cv2.VideoCapture) -> Generator[np.ndarray, None, None]:
+def frames_of(capture: Capture) -> Generator[np.ndarray, None, None]:
     """The frames of an opened capture until it ends; the capture is released after."""
     try:
         ok, image = capture.read()
-        while ok:
+        while ok and image is not None:
             yield image
             ok, image = capture.read()
     finally:
