@@ -19,17 +19,21 @@ def to_markdown(groups: Dict[str, List[Dict[str, Any]]]) -> str:
         "the device's whole tier table with the controller free to step; `tier` is the tier held at the end, "
         "`covered` = analysed fps per camera x its frame-skip (frames skipped on purpose are not drops); "
         "changes = tier changes while measuring (after a 4 s warm-up); drops = due frames lost (replaced "
-        "before the worker took them, or late while it was busy) as a share of the due frames; CPU in % of "
+        "before the worker took them, late while it was busy, or skipped undecoded to the next keyframe after "
+        "three were lost in a row) as a share of the due frames; CPU in % of "
         "one core (the machine has 2); peak RSS of the process, and of its largest child (the first start's "
-        "INT8 quantisation) when there was one; load = the load average before the run.",
+        "INT8 quantisation) when there was one; latency p99 from the frame decoded (and from the reader starting "
+        "to decode it) to its counts updated; load = the load average before the run.",
         "",
         "| streams | cameras | tier | total analysed fps | covered fps per camera | changes | drops % | CPU % | "
-        "peak RSS MB | read→counts p99 ms | load |",
+        "peak RSS MB | decoded→counts p99 ms (read→counts) | load |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, runs in groups.items():
         for r in runs:
             p99 = r["stages_ms"].get("read_to_counts", {}).get("p99", "")
+            decoded = r["stages_ms"].get("decoded_to_counts", {}).get("p99")
+            p99 = f"{decoded} ({p99})" if decoded is not None else f"({p99})"
             skip = r.get("frame_skip", 1)
             tier = r["tier"].split("@", 1)[-1].replace(" onnxruntime/", " ")
             covered = round(r["analysed_fps_per_camera"] * skip, 2)

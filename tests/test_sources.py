@@ -14,9 +14,7 @@ from edge.runtime.sources import SourceReader, classify, open_capture, redact, s
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    scene = Scene(
-        "clip", 160, 96, 20.0, 2.0, (Walker(1, 0, 0.5, (Waypoint(0, 0.1, 0.9), Waypoint(2, 0.9, 0.9))),)
-    )
+    scene = Scene("clip", 160, 96, 20.0, 2.0, (Walker(1, 0, 0.5, (Waypoint(0, 0.1, 0.9), Waypoint(2, 0.9, 0.9))),))
     return write_scene(scene, tmp_path_factory.mktemp("clip"))
 
 
@@ -173,3 +171,41 @@ def test_decode_threads_and_stream_size(video: Path) -> None:
     capture.release()
     assert stream_size(str(video)) == (160, 96)
     assert stream_size("/nonexistent/clip.mp4") is None
+
+
+def test_a_network_stream_is_read_packet_by_packet(tmp_path: Path) -> None:
+    # An H.264 MPEG-TS stream over HTTP (the network path RTSP cameras take: PacketCapture with
+    # FFmpeg's network options), served by a real HTTP server on loopback.
+    import functools
+    import http.server
+    import threading
+
+    import av
+    import numpy as np
+
+    clip = tmp_path / "live.ts"
+    with av.open(str(clip), "w", format="mpegts") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 160, 96, "yuv420p"
+        for index in range(30):
+            image = np.full((96, 160, 3), index * 8, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/live.ts"
+    try:
+        assert stream_size(url) == (160, 96)
+        reader = SourceReader("cam", url, max_backoff_s=0.5)
+        reader.open()
+        reader.start()
+        frame = reader.take(timeout=5.0)
+        reader.stop()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert frame is not None and frame.image.shape == (96, 160, 3)
+    assert reader.stats.frames_read >= 1

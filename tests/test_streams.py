@@ -8,7 +8,7 @@ import pytest
 from edge.config import parse_config
 from edge.core.errors import ConfigError
 from edge.runtime.lifecycle import Appliance
-from edge.runtime.pipeline import LATENCY, Pipeline
+from edge.runtime.pipeline import DECODED_LATENCY, LATENCY, Pipeline
 from tests.runtime_fakes import FastSource, FixedDetector, fake_appliance, three_cameras
 
 
@@ -73,7 +73,7 @@ def test_the_pipeline_paces_its_sources_and_repaces_them_on_a_tier_change() -> N
     summary = pipeline.timer.summary_ms()
     assert set(summary["analysis"]) == {"mean", "p50", "p95", "p99", "n"}
     assert summary["analysis"]["n"] == analyser.updates
-    assert LATENCY not in summary
+    assert LATENCY not in summary and DECODED_LATENCY not in summary
 
 
 def test_the_capacity_warning_is_in_telemetry_only_when_the_cameras_cannot_fit() -> None:

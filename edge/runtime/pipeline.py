@@ -33,8 +33,10 @@ from edge.runtime.sources import Frame, FrameSource
 log = logging.getLogger(__name__)
 
 STAGES = ("decode", "preprocess", "inference", "postprocess", "analysis")
-# Not a stage: from the reader starting to read a frame to its counts being updated.
+# Not stages: from the reader starting to read (decode) a frame, and from the decoded frame being
+# handed over, to its counts being updated.
 LATENCY = "read_to_counts"
+DECODED_LATENCY = "decoded_to_counts"
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,9 @@ class StageTimer:
 
     def __init__(self, size: int = 512) -> None:
         self._size = size
-        self._samples: Dict[str, Deque[float]] = {stage: deque(maxlen=size) for stage in (*STAGES, LATENCY)}
-        self._totals: Dict[str, float] = {stage: 0.0 for stage in (*STAGES, LATENCY)}
+        stages = (*STAGES, LATENCY, DECODED_LATENCY)
+        self._samples: Dict[str, Deque[float]] = {stage: deque(maxlen=size) for stage in stages}
+        self._totals: Dict[str, float] = {stage: 0.0 for stage in stages}
         self._lock = threading.Lock()
 
     def add(self, stage: str, seconds: float) -> None:
@@ -368,6 +371,7 @@ class Pipeline:
                     self.timer.add("analysis", done - started)
                     if job.frame.read_at > 0:
                         self.timer.add(LATENCY, done - job.frame.read_at)
+                        self.timer.add(DECODED_LATENCY, done - job.frame.read_at - job.frame.decode_s)
             except BaseException as exc:
                 log.exception("analysis failed")
                 self.error = exc
