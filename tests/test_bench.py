@@ -92,3 +92,23 @@ def test_bench_writes_json_markdown_and_plot(clip: Path, tmp_path: Path) -> None
     assert "| batch |" in markdown and "## Precision" in markdown
     plot(report, tmp_path / "bench.png")
     assert (tmp_path / "bench.png").stat().st_size > 1000
+
+
+def test_phase_copies_shift_the_keyframes_and_the_streams_benchmark_hands_them_out(tmp_path: Path) -> None:
+    import av
+
+    from edge.commands.bench_streams import phase_copies, streams_config
+    from edge.devkit.clips import make_clips
+
+    clips = make_clips(tmp_path, ["360p"], phases=2, seconds=3.0)
+    assert set(clips) == {"360p", "360p-phase1"}
+
+    def keyframes(path: Path) -> List[int]:
+        with av.open(str(path)) as container:
+            return [i for i, packet in enumerate(container.demux(video=0)) if packet.is_keyframe]
+
+    assert keyframes(clips["360p"]) == [0, 30]
+    assert keyframes(clips["360p-phase1"]) == [0, 15]
+    assert phase_copies(clips["360p"]) == [clips["360p"], clips["360p-phase1"]]
+    config = streams_config(clips["360p"], 3, tmp_path / "state", tier=0)
+    assert [c.source for c in config.cameras] == [str(clips["360p"]), str(clips["360p-phase1"]), str(clips["360p"])]

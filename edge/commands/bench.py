@@ -13,9 +13,11 @@
   (`edge.commands.bench_streams`, each configuration in its own process).
 
 Clips: `--clip-720`/`--clip-1080`/`--clip-360` take recordings of real cameras (H.264, what a
-device decodes); without them the synthetic scene is written with OpenCV's mp4v encoder (the
-PyPI wheel has no H.264 encoder), whose decoding costs differ from H.264: `benchmarks/clips.py`
-writes H.264 clips. Results as JSON (machine, versions, configuration), Markdown and a PNG.
+device decodes); without them the synthetic plaza is written as H.264 (edge.devkit.clips), with
+copies whose keyframes are shifted so that the simulated cameras do not all reach a keyframe at
+once. Streams run the tier the daemon starts from on this site (its calibration set decides, when
+the bench uses the daemon's state directory). Results as JSON (machine, versions,
+configuration), Markdown and a PNG.
 """
 
 import argparse
@@ -40,14 +42,15 @@ from edge.detection.factory import load_tier_detector
 from edge.detection.manifest import DEFAULT_MODELS_DIR, load_manifest
 from edge.device.hardware import HardwareProfile, probe
 from edge.device.tiers import select_tiers
-from edge.devkit.synthetic import standard_scenes, write_scene
+from edge.devkit.clips import make_clips
 from edge.runtime.analysis import CameraAnalysis
 from edge.runtime.pipeline import Pipeline
 from edge.runtime.sources import SourceReader, read_all_frames
 
 log = logging.getLogger(__name__)
 BATCHES = (1, 2, 4, 8)
-SIZES = {"360p": (640, 360), "720p": (1280, 720), "1080p": (1920, 1080)}
+SIZES = ("360p", "720p", "1080p")
+CLIP_PHASES = 4
 SOURCE_FPS = 15.0
 
 
@@ -130,14 +133,14 @@ def measure_pipeline(config: Config, tier: Tier, video: Path, seconds: float) ->
 def _clips(
     out: Path, given: Dict[str, Optional[Path]], progress: Callable[[str], None]
 ) -> Dict[str, Path]:
-    """The clips to measure on: the ones given, the synthetic scene (mp4v) for the others."""
+    """The clips to measure on: the ones given, else the synthetic plaza as H.264 with its phase
+    copies (edge.devkit.clips)."""
     clips = {}
-    for name, (width, height) in SIZES.items():
+    for name in SIZES:
         path = given.get(name)
         if path is None:
-            progress(f"writing the {name} synthetic clip")
-            scene = replace(standard_scenes(width, height, SOURCE_FPS)[1], name=f"plaza-{name}")
-            path = write_scene(scene, out)
+            progress(f"writing the {name} synthetic H.264 clip and {CLIP_PHASES - 1} copies with shifted keyframes")
+            path = make_clips(out, [name], phases=CLIP_PHASES, seconds=12.0)[name]
         clips[name] = path
     return clips
 
