@@ -3,10 +3,12 @@ tier on the site's own frames drops the costlier detectors' tiers (pure rule), a
 tier choice does so with the real detectors on a camera whose people are large (the synthetic
 720p plaza: input 300 sees what 576 sees) but not on the built-in scenes."""
 
+import json
 from pathlib import Path
 
 import pytest
 
+from edge.commands.cli import main
 from edge.config import PolicyConfig, parse_config
 from edge.core.accuracy import MIN_REFERENCE_BOXES
 from edge.core.tier_agreement import BEST, CACHED, MEASURED, SAME_DETECTOR, TierAgreement, dominated, on_site_frames
@@ -89,7 +91,7 @@ def site_config(tmp_path: Path, with_site_frames: bool):
     )
 
 
-def test_the_plaza_cameras_frames_make_input_300_the_default(tmp_path, caplog):
+def test_the_plaza_cameras_frames_make_input_300_the_default(tmp_path, capsys):
     config = site_config(tmp_path, with_site_frames=True)
     selection, capacities = choose_tiers(config, profile("x86-cpu", arch="x86_64"), lambda message: None)
     assert [t.index for t in selection.runnable] == [2, 3]
@@ -98,6 +100,13 @@ def test_the_plaza_cameras_frames_make_input_300_the_default(tmp_path, caplog):
     assert all("a cheaper detector sees the same people" in d.reason for d in selection.dropped)
     verdict = selection.agreement_of(2)
     assert verdict is not None and verdict.frame_set == "plaza" and verdict.agreement_map50 >= FLOOR
+    # `probe` shows the same choice (from the caches the daemon's choice just filled).
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config.model_dump(mode="json", include={"state_dir", "calibration", "policy"})))
+    assert main(["probe", "-c", str(path), "--json"]) == 0
+    tiers = json.loads(capsys.readouterr().out)["tiers"]
+    assert [t["index"] for t in tiers["runnable"]] == [2, 3]
+    assert [d["index"] for d in tiers["dropped"]] == [0, 1]
 
 
 @pytest.mark.slow

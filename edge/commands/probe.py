@@ -12,6 +12,7 @@ from edge.core.tier_agreement import OFF, TierAgreement
 from edge.device.agreement import check_agreement
 from edge.device.hardware import HardwareProfile, probe
 from edge.device.tiers import TierSelection, load_manifest_or_empty, select_tiers
+from edge.runtime.appliance import without_equivalents
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,10 @@ def probe_command(args: argparse.Namespace) -> int:
     # The same judgement as the daemon's start: from the cache, else measured once (progress on
     # stderr, so --json output stays clean).
     selection = check_agreement(config, selection, profile.fingerprint(), _stderr_progress)
+    if selection.runnable:
+        # And, as the daemon does, the tiers a cheaper equivalent input makes pointless on this
+        # site (their speeds measured once, cached).
+        selection, _ = without_equivalents(config, profile, selection)
     if getattr(args, "json", False):
         report = {
             "profile": profile.to_dict(),

@@ -116,7 +116,15 @@ def choose_tiers(
     """The tiers this site runs, best first, with each one's capacity (analysed frames/s,
     decoding the cameras' frames): those this device can run whose detections agree with the
     best one's, less those a cheaper equivalent detector makes pointless here."""
-    selection = _select(config, profile, progress)
+    return without_equivalents(config, profile, _select(config, profile, progress))
+
+
+def without_equivalents(
+    config: Config, profile: HardwareProfile, selection: TierSelection
+) -> Tuple[TierSelection, List[float]]:
+    """The judged selection less the tiers a cheaper equivalent detector makes pointless on this
+    site (edge.core.tier_agreement.dominated), with the kept tiers' capacities (measured once
+    per device and camera resolution, cached)."""
     frame_size = _frame_size(config)
     capacities = predict_capacities(
         selection.runnable,
