@@ -15,8 +15,9 @@ def to_markdown(groups: Dict[str, List[Dict[str, Any]]]) -> str:
     lines = [
         "# Streams per device: real-time H.264 cameras at 15 FPS each",
         "",
-        "Each row one run in its own process (`benchmarks/streams.py`): the default tier pinned, or (adaptive) "
-        "the device's whole tier table with the controller free to step; `tier` is the tier held at the end, "
+        "Each row one run in its own process (`benchmarks/streams.py`): the site's default tier pinned (the "
+        "tier the daemon starts from, given the site's frames), or (adaptive) the site's whole tier table with "
+        "the controller free to step; `tier` is the tier held at the end, "
         "`covered` = analysed fps per camera x its frame-skip (frames skipped on purpose are not drops); "
         "changes = tier changes while measuring (after a 4 s warm-up); drops = due frames lost (replaced "
         "before the worker took them, late while it was busy, or skipped undecoded to the next keyframe after "
