@@ -47,10 +47,6 @@ class PacketCapture:
         self._packets: Iterator[Any] = self._container.demux(self._stream)
         self._pending: Optional[Any] = None  # a packet read ahead (the keyframe a skip stopped at)
         self._frame: Optional[Any] = None  # the last decoded frame, until retrieved
-        self.frames_shed = 0  # packets dropped undecoded by skip_to_keyframe
-
-    def isOpened(self) -> bool:  # noqa: N802 (cv2.VideoCapture's name)
-        return self._container is not None
 
     def get(self, prop: int) -> float:
         if prop == cv2.CAP_PROP_FPS:
@@ -116,17 +112,13 @@ class PacketCapture:
         try:
             while True:
                 packet = next(self._packets, None)
-                if packet is None or packet.size == 0:
-                    self._pending = packet
-                    break
-                if packet.is_keyframe:
-                    self._pending = packet
+                if packet is None or packet.size == 0 or packet.is_keyframe:
+                    self._pending = packet  # the end of the stream, or where decoding resumes
                     break
                 skipped += 1
         except (OSError, ValueError, av.error.FFmpegError) as exc:
             log.debug("packet capture: %s", exc)
         self._frame = None
-        self.frames_shed += skipped
         return skipped
 
     def release(self) -> None:
