@@ -5,7 +5,8 @@ interleaved rounds (medians and the median of each round's ratios):
   the default tier;
 - naive loop: one thread doing `cap.read()` → detector → tracking + analytics, in FP32 and INT8
   (what one writes first with the same model);
-- raw engine: the detector alone on frames already in memory (the ceiling);
+- raw engine: the detector alone on frames already in memory, one call at a time on every core
+  and (the ceiling of the pipeline's lanes) one call per lane at once;
 - Ultralytics `track()` with YOLOv8n at 320 and 640 and YOLO11n at 320, run by
   `benchmarks/baselines_ultralytics.py` in its own venv (`--ultralytics-python`), with
   Ultralytics' default torch threads and with one per core.
@@ -32,7 +33,7 @@ from edge.commands.bench import measure_engine, measure_pipeline
 from edge.config import Config, parse_config
 from edge.core.tiers import Tier
 from edge.detection.engines.base import detect
-from edge.detection.factory import load_tier_detector
+from edge.detection.factory import load_tier_detector, pipeline_lanes
 from edge.device.hardware import probe
 from edge.device.tiers import tier_from_config, tiers_for_platform
 from edge.runtime.analysis import CameraAnalysis
@@ -69,6 +70,10 @@ def naive_loop(config: Config, tier: Tier, clip: Path, seconds: float) -> float:
         detector.close()
 
 
+def lanes_engine(config: Config, tier: Tier, frames: List[np.ndarray], seconds: float, lanes: int) -> float:
+    return measure_engine(config, tier, frames, seconds, lanes=lanes)["fps"]
+
+
 def ultralytics_fps(python: str, clip: Path, model: str, imgsz: int, threads: int) -> Dict[str, Any]:
     args = [python, str(HERE / "baselines_ultralytics.py"), "--clip", str(clip), "--model", model]
     args += ["--imgsz", str(imgsz), "--threads", str(threads)]
@@ -102,6 +107,9 @@ def main() -> None:
         "naive loop INT8": lambda: naive_loop(config, tier, args.clip, args.seconds),
         "raw engine": lambda: measure_engine(config, tier, frames, args.seconds)["fps"],
     }
+    lanes = pipeline_lanes(config)
+    if lanes > 1:  # the ceiling of the pipeline's lanes: that many calls at once
+        runs[f"raw engine, {lanes} lanes"] = lambda: lanes_engine(config, tier, frames, args.seconds, lanes)
     if args.ultralytics_python:
         for model, imgsz, threads in ULTRALYTICS:
             name = f"Ultralytics track() {model.split('.')[0]} @{imgsz}" + (f" {threads} threads" if threads else "")
@@ -128,11 +136,15 @@ def _report(
     tier: Tier, args: argparse.Namespace, rounds: List[Dict[str, float]], runs: Dict[str, Any]
 ) -> Dict[str, Any]:
     medians = {name: float(np.median([r[name] for r in rounds])) for name in runs}
-    ratios = {
-        name: float(np.median([r["pipeline"] / r[name] for r in rounds])) for name in runs if name != "pipeline"
+    ratios = {name: float(np.median([r["pipeline"] / r[name] for r in rounds])) for name in runs if name != "pipeline"}
+    return {
+        "tier": tier.name,
+        "clip": str(args.clip),
+        "seconds": args.seconds,
+        "rounds": rounds,
+        "median_fps": medians,
+        "pipeline_over": ratios,
     }
-    return {"tier": tier.name, "clip": str(args.clip), "seconds": args.seconds, "rounds": rounds,
-            "median_fps": medians, "pipeline_over": ratios}
 
 
 def to_markdown(report: Dict[str, Any]) -> str:

@@ -95,6 +95,7 @@ class ReplayDetector:
     name = "replay"
     input_size = (0, 0)
     max_batch = 1
+    lanes = 1
     precision = "recorded"
     fallback_reasons: Mapping[str, str] = {}
     artifact = Path("/dev/null")

@@ -20,6 +20,7 @@ class PlainCpuEngine:
         self.fallback_reasons: Mapping[str, str] = {} if requested == "fp32" else {requested: "fp32 only"}
         self.artifact: Path = request.model.file("fp32")  # verifies the sha256 (ModelError)
         self.max_batch = request.options.max_batch
+        self.lanes = 1  # one call at a time
         self.input_dtype: type = np.float32  # what float families (YOLO) feed; SSD feeds uint8
         try:
             self._session = onnxruntime.InferenceSession(str(self.artifact), providers=["CPUExecutionProvider"])

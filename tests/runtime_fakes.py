@@ -70,8 +70,9 @@ class FixedDetector:
     classes: Sequence[str] = ("person",)
     input_size = (64, 36)
 
-    def __init__(self, max_batch: int = 2) -> None:
+    def __init__(self, max_batch: int = 2, lanes: int = 1) -> None:
         self.max_batch = max_batch
+        self.lanes = lanes
         self.closed = False
         self._detections = Detections(
             boxes=np.array([[5, 5, 15, 30], [30, 4, 40, 32]], np.float32),
@@ -117,7 +118,7 @@ def fake_appliance(config: Config, sinks: Sequence[WindowSink]) -> Appliance:
     for camera in config.cameras:
         analyses[camera.id] = CameraAnalysis(config, camera, sinks)
         wiring.append((camera, FastSource(camera.id, camera.target_fps), analyses[camera.id]))
-    pipeline = Pipeline(wiring, FixedDetector(max_batch=2), frame_skip=1, tier_name=TIER.name)
+    pipeline = Pipeline(wiring, FixedDetector(max_batch=2, lanes=2), frame_skip=1, tier_name=TIER.name)
     controller = AdaptiveController([TIER], [1000.0], 30.0, config.policy, time.time)
     parts = ApplianceParts(
         config=config,

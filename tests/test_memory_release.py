@@ -34,8 +34,11 @@ from edge.runtime.memory import limit_malloc_arenas
 if sys.argv[1] == "limit":
     limit_malloc_arenas(2)
 kept = []
+together = threading.Barrier(6)  # all alive at once: an exited thread's arena goes to the next
 def allocate():
+    together.wait()
     kept.append([np.ones(1000, np.uint8) for _ in range(200)])  # small blocks: the thread's arena
+    together.wait()
 threads = [threading.Thread(target=allocate) for _ in range(6)]
 for thread in threads:
     thread.start()

@@ -25,6 +25,7 @@ import json
 import logging
 import platform
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -38,7 +39,7 @@ from edge import __version__
 from edge.commands.bench_streams import StreamsResult, run_isolated, sustained_streams
 from edge.config import DEFAULT_CONFIG_PATH, Config, load_config, parse_config
 from edge.core.tiers import Tier
-from edge.detection.factory import load_tier_detector
+from edge.detection.factory import load_tier_detector, pipeline_lanes
 from edge.detection.manifest import DEFAULT_MODELS_DIR, load_manifest
 from edge.device.hardware import HardwareProfile, probe
 from edge.device.tiers import select_tiers
@@ -71,28 +72,37 @@ def _progress(message: str) -> None:
 
 
 def measure_engine(
-    config: Config, tier: Tier, frames: List[np.ndarray], seconds: float, batch: int = 1
+    config: Config, tier: Tier, frames: List[np.ndarray], seconds: float, batch: int = 1, lanes: int = 1
 ) -> Dict[str, float]:
     """The detector alone on frames in memory: per-call latency and frames per second, at the
-    batch asked for whatever the daemon's CPU pixel budget (detector.cpu_batch_pixels) allows."""
+    batch asked for whatever the daemon's CPU pixel budget (detector.cpu_batch_pixels) allows,
+    with `lanes` calls at once (each on its own thread, as the pipeline's lanes run)."""
     unlimited = config.model_copy(update={"detector": config.detector.model_copy(update={"cpu_batch_pixels": 0})})
-    detector = load_tier_detector(unlimited, tier, max_batch=batch)
-    try:
-        def call(i: int) -> None:
-            images = [frames[(i + k) % len(frames)] for k in range(batch)]
-            prepared = detector.preprocess(images)
-            detector.postprocess(detector.infer(prepared), prepared)
+    detector = load_tier_detector(unlimited, tier, max_batch=batch, lanes=lanes)
+    latencies: List[float] = []
 
-        for i in range(3):  # warm-up
-            call(i)
-        latencies = []
-        started = time.perf_counter()
-        i = 0
-        while time.perf_counter() - started < seconds:
+    def call(i: int) -> None:
+        images = [frames[(i + k) % len(frames)] for k in range(batch)]
+        prepared = detector.preprocess(images)
+        detector.postprocess(detector.infer(prepared), prepared)
+
+    def lane(first: int, until: float) -> None:
+        i = first
+        while time.perf_counter() < until:
             t0 = time.perf_counter()
             call(i)
             latencies.append(time.perf_counter() - t0)
-            i += batch
+            i += batch * lanes
+
+    try:
+        for i in range(3):  # warm-up
+            call(i)
+        started = time.perf_counter()
+        threads = [threading.Thread(target=lane, args=(k * batch, started + seconds)) for k in range(lanes)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
         elapsed = time.perf_counter() - started
     finally:
         detector.close()
@@ -110,7 +120,7 @@ def measure_pipeline(config: Config, tier: Tier, video: Path, seconds: float) ->
     reader = SourceReader(
         camera.id, camera.source_url(), realtime=False, loop=True, decode_threads=config.decode.threads
     )
-    detector = load_tier_detector(config, tier, max_batch=1)
+    detector = load_tier_detector(config, tier, max_batch=1, lanes=pipeline_lanes(config))
     pipeline = Pipeline([(camera, reader, analysis)], detector, frame_skip=tier.frame_skip)
     pipeline.start()
     try:
@@ -130,9 +140,7 @@ def measure_pipeline(config: Config, tier: Tier, video: Path, seconds: float) ->
     return analysed / elapsed, consumed / elapsed
 
 
-def _clips(
-    out: Path, given: Dict[str, Optional[Path]], progress: Callable[[str], None]
-) -> Dict[str, Path]:
+def _clips(out: Path, given: Dict[str, Optional[Path]], progress: Callable[[str], None]) -> Dict[str, Path]:
     """The clips to measure on: the ones given, else the synthetic plaza as H.264 with its phase
     copies (edge.devkit.clips)."""
     clips = {}
@@ -146,7 +154,12 @@ def _clips(
 
 
 def _tier_results(
-    config: Config, tiers: Tuple[Tier, ...], frames: List[np.ndarray], clip: Path, seconds: float, rounds: int,
+    config: Config,
+    tiers: Tuple[Tier, ...],
+    frames: List[np.ndarray],
+    clip: Path,
+    seconds: float,
+    rounds: int,
     progress: Callable[[str], None],
 ) -> List[TierResult]:
     results = []
@@ -315,8 +328,13 @@ def to_markdown(report: Dict[str, Any]) -> str:
                 )
         stages = streams.get("one_stream_stages_ms")
         if stages:
-            lines += ["", "## Stages, one 720p camera in real time (ms)", "", "| stage | mean | p50 | p95 | p99 |",
-                      "|---|---|---|---|---|"]
+            lines += [
+                "",
+                "## Stages, one 720p camera in real time (ms)",
+                "",
+                "| stage | mean | p50 | p95 | p99 |",
+                "|---|---|---|---|---|",
+            ]
             for stage, v in stages.items():
                 lines.append(f"| {stage} | {v['mean']} | {v['p50']} | {v['p95']} | {v['p99']} |")
     for d in report["dropped_tiers"]:

@@ -23,6 +23,7 @@ class FamilyDetector:
         self.engine = engine
         self.input_size: Tuple[int, int] = family.input_size
         self.max_batch = engine.max_batch
+        self.lanes = engine.lanes
         self.precision = engine.precision
         self.fallback_reasons: Mapping[str, str] = engine.fallback_reasons
         self.artifact: Path = engine.artifact

@@ -10,7 +10,7 @@ from typing import Callable, Optional, Protocol
 from edge.config import Config
 from edge.detection.detector import FamilyDetector
 from edge.detection.engines import Engine, EngineOptions, EngineRequest, engine_plugin
-from edge.detection.engines.base import CalibrationSource
+from edge.detection.engines.base import CalibrationSource, physical_cores
 from edge.detection.families import family_for
 from edge.detection.manifest import DEFAULT_MODELS_DIR, ModelSpec, load_manifest
 
@@ -48,11 +48,19 @@ def tracking_score_threshold(config: Config) -> float:
     return min(config.detector.score_threshold, config.tracker.low_threshold)
 
 
+def pipeline_lanes(config: Config) -> int:
+    """The inference lanes of the daemon's pipeline on a CPU (detector.cpu_lanes; 0: one per
+    physical core). Commands that detect one frame after another keep one lane on every core."""
+    return config.detector.cpu_lanes or physical_cores()
+
+
 def engine_options(
-    config: Config, tier: TierLike, max_batch: int, score_threshold: Optional[float] = None
+    config: Config, tier: TierLike, max_batch: int, score_threshold: Optional[float] = None, lanes: int = 1
 ) -> EngineOptions:
     """Engine options of a tier; `score_threshold` defaults to detector.score_threshold. An
-    engine that builds for one input shape runs the square input without the coarse pass."""
+    engine that builds for one input shape runs the square input without the coarse pass.
+    `lanes`: calls the pipeline makes at once (pipeline_lanes); 1 for callers that detect one
+    frame after another."""
     follows_frame = not engine_plugin(tier.engine).fixed_input_shape
     if not follows_frame and (config.detector.keep_aspect or config.detector.coarse_input):
         log.info(
@@ -69,6 +77,7 @@ def engine_options(
         coarse_input=config.detector.coarse_input if follows_frame else 0,
         max_batch=max_batch,
         cpu_batch_pixels=config.detector.cpu_batch_pixels,
+        lanes=lanes,
         score_threshold=config.detector.score_threshold if score_threshold is None else score_threshold,
         nms_iou=config.detector.nms_iou,
         dla_core=0 if tier.dla else -1,
@@ -105,8 +114,8 @@ def tier_model(config: Config, tier: TierLike) -> ModelSpec:
     return load_manifest(config.models_dir or DEFAULT_MODELS_DIR)[tier.model]
 
 
-def load_tier_detector(config: Config, tier: TierLike, max_batch: int) -> FamilyDetector:
+def load_tier_detector(config: Config, tier: TierLike, max_batch: int, lanes: int = 1) -> FamilyDetector:
     """The detector of one tier as the daemon runs it, without the INT8 accuracy guard
     (measurements and tests)."""
-    options = engine_options(config, tier, max_batch, tracking_score_threshold(config))
+    options = engine_options(config, tier, max_batch, tracking_score_threshold(config), lanes)
     return create_detector(tier.engine, tier_model(config, tier), options)

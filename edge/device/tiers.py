@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -265,39 +266,62 @@ def default_cache_path(config: Config) -> Path:
     return config.state_dir / "tier-measurements.json"
 
 
-def size_variant(frame_size: Tuple[int, int]) -> str:
-    """The cache variant of measurements decoding frames of `frame_size`."""
-    return f"@{frame_size[0]}x{frame_size[1]}"
+def size_variant(frame_size: Tuple[int, int], lanes: int = 1) -> str:
+    """The cache variant of measurements decoding frames of `frame_size` on `lanes` lanes."""
+    variant = f"@{frame_size[0]}x{frame_size[1]}"
+    return variant if lanes <= 1 else f"{variant}/{lanes}lanes"
 
 
-def measure_tier(config: Config, tier: Tier, frame_size: Tuple[int, int] = (1280, 720), frames: int = 20) -> float:
-    """Analysed frames per second of one tier on this device, one stream, batch 1, each frame
-    decoded from a video at the cameras' resolution `frame_size` (width, height) first:
-    decoding a 720p frame costs about as much as half an inference on a small CPU, so a
-    capacity measured on frames already in memory promises twice what the cameras get."""
-    detector = load_tier_detector(config, tier, max_batch=1)
+def measure_tier(
+    config: Config, tier: Tier, frame_size: Tuple[int, int] = (1280, 720), frames: int = 20, lanes: int = 1
+) -> float:
+    """Analysed frames per second of one tier on this device, batch 1, each frame decoded from a
+    video at the cameras' resolution `frame_size` (width, height) first: decoding a 720p frame
+    costs about as much as half an inference on a small CPU, so a capacity measured on frames
+    already in memory promises twice what the cameras get. With `lanes` > 1 that many threads
+    each decode and detect, on one detector, as the pipeline's lanes and readers do."""
+    detector = load_tier_detector(config, tier, max_batch=1, lanes=lanes)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             video = _measurement_clip(Path(tmp) / "measure.mp4", frame_size, frames + 1)
-            capture = cv2.VideoCapture(str(video), cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, config.decode.threads])
+            captures = [_open_clip(video, config.decode.threads) for _ in range(max(1, lanes))]
             try:
-                ok, image = capture.read()
-                if not ok:
-                    raise RuntimeError(f"{video}: OpenCV cannot decode the clip it just wrote")
-                detect(detector, [image])  # warm-up: first-run allocations are not the tier's speed
+                for capture in captures:  # warm-up: first-run allocations are not the tier's speed
+                    detect(detector, [_next_frame(capture, video)])
+                share = max(1, frames // len(captures))
+                counts = [0] * len(captures)
+
+                def lane(k: int) -> None:
+                    for _ in range(share):
+                        ok, image = captures[k].read()
+                        if not ok:
+                            return
+                        detect(detector, [image])
+                        counts[k] += 1
+
                 started = time.perf_counter()
-                count = 0
-                while count < frames:
-                    ok, image = capture.read()
-                    if not ok:
-                        break
-                    detect(detector, [image])
-                    count += 1
-                return max(count, 1) / (time.perf_counter() - started)
+                threads = [threading.Thread(target=lane, args=(k,)) for k in range(len(captures))]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+                return max(sum(counts), 1) / (time.perf_counter() - started)
             finally:
-                capture.release()
+                for capture in captures:
+                    capture.release()
     finally:
         detector.close()
+
+
+def _open_clip(video: Path, threads: int) -> cv2.VideoCapture:
+    return cv2.VideoCapture(str(video), cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, threads])
+
+
+def _next_frame(capture: cv2.VideoCapture, video: Path) -> np.ndarray:
+    ok, image = capture.read()
+    if not ok:
+        raise RuntimeError(f"{video}: OpenCV cannot decode the clip it just wrote")
+    return image
 
 
 def _measurement_clip(path: Path, frame_size: Tuple[int, int], frames: int) -> Path:

@@ -16,6 +16,7 @@ from edge.core.policy import AdaptiveController, TierChange
 from edge.core.tier_agreement import dominated
 from edge.delivery.publisher import Publisher
 from edge.delivery.spool import Spool
+from edge.detection.factory import pipeline_lanes
 from edge.detection.int8.guard import load_guarded_tier_detector, log_progress
 from edge.detection.manifest import DEFAULT_MODELS_DIR, load_manifest
 from edge.device.agreement import check_agreement
@@ -126,12 +127,13 @@ def without_equivalents(
     site (edge.core.tier_agreement.dominated), with the kept tiers' capacities (measured once
     per device and camera resolution, cached)."""
     frame_size = _frame_size(config)
+    lanes = pipeline_lanes(config)
     capacities = predict_capacities(
         selection.runnable,
-        lambda tier: measure_tier(config, tier, frame_size),
+        lambda tier: measure_tier(config, tier, frame_size, lanes=lanes),
         MeasurementCache(default_cache_path(config)),
         profile.fingerprint(),
-        size_variant(frame_size),
+        size_variant(frame_size, lanes),
     )
     reasons = dominated(selection.runnable, capacities, selection.agreement, config.policy.equivalence_floor)
     if not reasons:
@@ -218,7 +220,8 @@ def build_appliance(
     max_batch = min(config.detector.max_batch, len(config.cameras))
     tier = controller.tier
     device = profile.fingerprint()
-    detector, precision = load_guarded_tier_detector(config, tier, max_batch, progress, device)
+    lanes = pipeline_lanes(config)
+    detector, precision = load_guarded_tier_detector(config, tier, max_batch, progress, device, lanes)
     release_free_memory()  # what the INT8 check freed (the FP32 model, the held-out frames)
     pipeline = Pipeline(wiring, detector, tier.frame_skip, steady, config.policy.window_s, tier.name)
     parts = ApplianceParts(
@@ -228,7 +231,7 @@ def build_appliance(
         controller=controller,
         pipeline=pipeline,
         analyses=analyses,
-        load_detector=lambda new_tier: load_guarded_tier_detector(config, new_tier, max_batch, device=device),
+        load_detector=lambda new: load_guarded_tier_detector(config, new, max_batch, device=device, lanes=lanes),
         spool=spool,
         publisher=publisher,
         delivery=delivery,

@@ -33,9 +33,10 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Generator, List, Optional, Protocol, Tuple
+from typing import Callable, Deque, Generator, List, Optional, Protocol, Tuple
 
 import cv2
 import numpy as np
@@ -49,6 +50,10 @@ log = logging.getLogger(__name__)
 # Due frames lost in a row before a reader skips to the next keyframe. One lost frame is jitter;
 # three in a row (the worker has not taken any of them) is a device past what it can analyse.
 SHED_AFTER_DROPS = 3
+# Frames a reader that hands over every frame (a file, not in real time) decodes ahead of the
+# lanes, so a lane that finishes finds its next frame decoded while another lane still infers
+# (one stream as fast as it goes: 52 -> 55 analysed frames/s on 2 lanes).
+HANDOVER_DEPTH = 2
 
 
 @dataclass(frozen=True)
@@ -230,7 +235,9 @@ class SourceReader:
         self._interval_s = 0.0  # pacing set by the pipeline (a float: written and read whole)
         self._last_due: Optional[float] = None  # timestamp of the last frame handed over (reader only)
         self._condition = threading.Condition()
-        self._frame: Optional[Frame] = None
+        # Frames handed over and not yet taken: the newest one for a camera, up to
+        # HANDOVER_DEPTH in order otherwise (so the reader decodes ahead while the lanes infer).
+        self._frames: Deque[Frame] = deque()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._capture: Optional[Capture] = None
@@ -265,9 +272,9 @@ class SourceReader:
     def take(self, timeout: float = 0.0) -> Optional[Frame]:
         """The newest frame not yet taken, waiting up to `timeout` seconds for one."""
         with self._condition:
-            if self._frame is None and timeout > 0 and not self.finished:
+            if not self._frames and timeout > 0 and not self.finished:
                 self._condition.wait(timeout)
-            frame, self._frame = self._frame, None
+            frame = self._frames.popleft() if self._frames else None
             if frame is not None:
                 self._drops_in_row = 0
                 self._condition.notify_all()
@@ -287,12 +294,13 @@ class SourceReader:
     def _publish(self, frame: Frame) -> None:
         with self._condition:
             if not self.realtime:
-                while self._frame is not None and not self._stop.is_set():
+                while len(self._frames) >= HANDOVER_DEPTH and not self._stop.is_set():
                     self._condition.wait(0.1)
-            elif self._frame is not None:
+            elif self._frames:
+                self._frames.clear()
                 self.stats.frames_dropped += 1
                 self._drops_in_row += 1
-            self._frame = frame
+            self._frames.append(frame)
             self.stats.frames_read += 1
             self._condition.notify_all()
         if self.frame_ready is not None:
@@ -361,7 +369,7 @@ class SourceReader:
                 # before being converted. Never two in a row, so the frame handed over stays
                 # at most a frame old; a worker that is waiting gets every frame.
                 with self._condition:
-                    dropped_late = self._frame is not None
+                    dropped_late = bool(self._frames)
                     if dropped_late:
                         self.stats.frames_dropped += 1
                         self._drops_in_row += 1

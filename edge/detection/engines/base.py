@@ -7,6 +7,7 @@ per frame in that frame's pixels (`Detector`). The detector is split into three 
 pipeline and the benchmark can time them separately; `detect()` chains them.
 """
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
@@ -16,6 +17,17 @@ import numpy as np
 from edge.core.detections import Detections
 from edge.detection.int8.sets import CalibrationFrame
 from edge.detection.manifest import ModelSpec
+
+
+def physical_cores() -> int:
+    """Physical cores of this machine (SMT siblings add little to convolutions)."""
+    try:
+        import psutil
+
+        count = psutil.cpu_count(logical=False)
+    except ImportError:  # pragma: no cover - psutil is a dependency; keep working without it
+        count = None
+    return count or os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -33,6 +45,9 @@ class EngineOptions:
     max_batch: int = 1
     # CPU execution: most input pixels per call (0 = no limit); see DetectorConfig.cpu_batch_pixels.
     cpu_batch_pixels: int = 0
+    # CPU execution: frames inferred at once, each on its own thread with cores / lanes intra-op
+    # threads (1: one call at a time on every core); see DetectorConfig.cpu_lanes.
+    lanes: int = 1
     score_threshold: float = 0.4
     nms_iou: float = 0.45
     dla_core: int = -1  # TensorRT only; -1 = GPU
@@ -66,6 +81,7 @@ class Engine(Protocol):
     fallback_reasons: Mapping[str, str]  # precision -> why it was not used
     artifact: Path  # the file that runs: the ONNX model or a built engine plan
     max_batch: int
+    lanes: int  # calls `run` may take at once from different threads (1: one at a time)
     input_dtype: type  # element type of the input tensor (float families)
     output_names: List[str]
 
@@ -95,6 +111,7 @@ class Detector(Protocol):
     classes: Sequence[str]
     input_size: Tuple[int, int]  # (width, height) the model sees
     max_batch: int  # frames per `infer` call the engine accepts (1 = no batching)
+    lanes: int  # `infer` calls that may run at once on different threads (1 = one at a time)
     precision: str  # what runs, after any fallback
     fallback_reasons: Mapping[str, str]  # precision -> why it was not used
     artifact: Path  # the file that runs (ONNX model or engine plan)

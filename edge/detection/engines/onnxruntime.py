@@ -5,7 +5,6 @@ for this engine and for the `tensorrt` engine's route through ONNX Runtime.
 """
 
 import logging
-import os
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -13,7 +12,7 @@ import numpy as np
 import onnxruntime as ort
 
 from edge.core.errors import ModelError
-from edge.detection.engines.base import EngineOptions, EngineRequest
+from edge.detection.engines.base import EngineOptions, EngineRequest, physical_cores
 from edge.detection.manifest import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -29,20 +28,11 @@ def choose_providers(available: Sequence[str]) -> List[str]:
     return chosen if "CPUExecutionProvider" in chosen else chosen + ["CPUExecutionProvider"]
 
 
-def physical_cores() -> int:
-    try:
-        import psutil
-
-        count = psutil.cpu_count(logical=False)
-    except ImportError:  # pragma: no cover - psutil is a dependency; keep working without it
-        count = None
-    return count or os.cpu_count() or 1
-
-
 def session_options(threads: Optional[int] = None) -> ort.SessionOptions:
-    """Settings for an edge CPU shared with decoding and tracking threads: one intra-op thread
-    per physical core (SMT siblings add little to convolutions), no inter-op parallelism, and
-    no busy-waiting between inferences so idle time goes to the other threads.
+    """Settings for an edge CPU shared with decoding and tracking threads: `threads` intra-op
+    threads (default one per physical core: SMT siblings add little to convolutions), no
+    inter-op parallelism, and no busy-waiting between inferences so idle time goes to the other
+    threads.
 
     No memory pattern: ORT would plan one block per input shape and keep each in its arena, and
     our inputs change shape (aspect-kept input, coarse pass, batch 1..N). Without it the SSD at
@@ -93,6 +83,12 @@ def resolve_model_file(model: ModelSpec, precision: str, providers: Sequence[str
     return precision, ""
 
 
+def lane_threads(lanes: int) -> int:
+    """Intra-op threads of a session that runs `lanes` calls at once: the physical cores shared
+    out, at least one each."""
+    return max(1, physical_cores() // max(1, lanes))
+
+
 def cpu_batch_limit(provider: str, options: EngineOptions) -> int:
     """Most frames per call the pixel budget allows on the CPU provider (any number elsewhere):
     at the tier's input a frame keeps the threads busy alone, so a bigger batch only holds more
@@ -106,7 +102,14 @@ def cpu_batch_limit(provider: str, options: EngineOptions) -> int:
 class OnnxRuntimeEngine:
     """A model's graph in an ONNX Runtime session; implements `edge.detection.engines.base.Engine`.
     `providers` forces the execution providers (default: the best installed); `threads`
-    overrides the intra-op thread count (default: physical cores)."""
+    overrides the intra-op thread count (default: physical cores / the options' lanes).
+
+    Lanes (CPU provider only): ONNX Runtime's `run` may be called from several threads at once
+    on one session (weights shared, activations per call). Two calls on one intra-op thread each
+    analyse more frames than one call on two threads: the threads of one call meet at every
+    layer, and an idle core woken for each of them costs more than the layer (2-core VM,
+    SSDLite at 533x300: 86 against 66 frames/s, and p99 27 against 51 ms at 15 frames/s;
+    benchmarks/results/lanes.md). GPU providers run one call at a time."""
 
     def __init__(
         self, request: EngineRequest, providers: Optional[Sequence[str]] = None, threads: Optional[int] = None
@@ -119,7 +122,9 @@ class OnnxRuntimeEngine:
         self.precision = role
         self.fallback_reasons: Mapping[str, str] = {options.precision: reason} if reason else {}
         self.artifact = model.file(role)  # verifies the sha256
-        self._session: Optional[ort.InferenceSession] = self._load(options, threads)
+        on_cpu = self.providers[0] == "CPUExecutionProvider"
+        self.lanes = max(1, options.lanes) if on_cpu else 1
+        self._session: Optional[ort.InferenceSession] = self._load(options, threads or lane_threads(self.lanes))
         self._input = self._session.get_inputs()[0]
         self.output_names = [output.name for output in self._session.get_outputs()]
         declared_batch = self._input.shape[0]
@@ -161,12 +166,13 @@ def open_engine(request: EngineRequest) -> OnnxRuntimeEngine:
     engine = OnnxRuntimeEngine(request)
     width, height = request.options.input_size
     log.info(
-        "loaded %s (%s, %dx%d, batch <= %d) on %s",
+        "loaded %s (%s, %dx%d, batch <= %d, %d lane(s)) on %s",
         request.model.name,
         engine.precision,
         width,
         height,
         engine.max_batch,
+        engine.lanes,
         ", ".join(engine.providers),
     )
     return engine

@@ -278,9 +278,7 @@ def load_guarded_detector(
             source = CalibrationSource(calibration_frames, table)
             candidate = create_detector(tier.engine, model, options, source)
         else:
-            quantized = quantize_for(
-                model, options, calibration_frames, set_hash, cache_dir(config), progress
-            )
+            quantized = quantize_for(model, options, calibration_frames, set_hash, cache_dir(config), progress)
             candidate = create_detector(tier.engine, with_int8_file(model, quantized.path), options)
         model_path = str(candidate.artifact)
         if device is not None:
@@ -344,9 +342,7 @@ def _decide(
         if reference is not None:
             reference.close()
         why = "; ".join(f"{k}: {v}" for k, v in candidate.fallback_reasons.items())
-        log.warning(
-            "%s: INT8 not available on this engine (%s); running %s", model.name, why, built_precision
-        )
+        log.warning("%s: INT8 not available on this engine (%s); running %s", model.name, why, built_precision)
         return candidate, _decision(tier, built_precision, False, why, config, report, set_name, model_path)
     if candidate is not None:
         candidate.close()
@@ -371,11 +367,13 @@ def load_guarded_tier_detector(
     max_batch: int,
     progress: Callable[[str], None] = log_progress,
     device: Optional[str] = None,
+    lanes: int = 1,
 ) -> Tuple[Detector, PrecisionDecision]:
     """The detector the daemon runs for a tier: its score threshold is the tracker's (see
     edge.detection.factory.tracking_score_threshold); INT8 is calibrated on this device's
-    calibration set and used only when it agrees with FP32 above `calibration.agreement_floor`."""
-    options = engine_options(config, tier, max_batch, tracking_score_threshold(config))
+    calibration set and used only when it agrees with FP32 above `calibration.agreement_floor`.
+    `lanes`: the pipeline's inference lanes (edge.detection.factory.pipeline_lanes)."""
+    options = engine_options(config, tier, max_batch, tracking_score_threshold(config), lanes)
     detector, decision = load_guarded_detector(config, tier, tier_model(config, tier), options, progress, device)
     log.info("precision for %s: %s (%s)", tier.name, decision.chosen, decision.reason)
     return detector, decision

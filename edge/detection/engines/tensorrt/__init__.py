@@ -58,6 +58,7 @@ class TensorRTEngine:
         self.modules = modules or import_tensorrt()
         input_size = (int(options.input_size[0]), int(options.input_size[1]))
         self.max_batch = max(1, int(options.max_batch))
+        self.lanes = 1  # one execution context, one CUDA stream: calls run one at a time
         self.input_dtype: type = np.float32
         reasons: Dict[str, str] = {}
         onnx_path = model.file("fp32")
@@ -150,5 +151,3 @@ def open_engine(request: EngineRequest) -> Engine:
         engine.artifact,
     )
     return engine
-
-
