@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from edge.commands.bench import measure_engine, measure_pipeline
+from edge.commands.bench_streams import steal_s
 from edge.config import Config, parse_config
 from edge.core.tiers import Tier
 from edge.detection.engines.base import detect
@@ -40,6 +41,7 @@ from edge.runtime.analysis import CameraAnalysis
 from edge.runtime.sources import Frame, read_all_frames
 
 HERE = Path(__file__).resolve().parent
+CORES = os.cpu_count() or 1
 ULTRALYTICS = [("yolov8n.yaml", 320, 0), ("yolov8n.yaml", 640, 0), ("yolo11n.yaml", 320, 0), ("yolov8n.yaml", 320, 2)]
 
 
@@ -119,7 +121,10 @@ def main() -> None:
         row: Dict[str, float] = {"load_before": round(os.getloadavg()[0], 2)}
         for name, run in runs.items():
             print(f"round {number}/{args.rounds}: {name}", flush=True)
+            steal = steal_s()
+            started = time.monotonic()
             row[name] = round(run(), 2)
+            row[f"{name} steal %"] = round(100 * (steal_s() - steal) / (time.monotonic() - started) / CORES, 1)
         print(json.dumps(row), flush=True)
         rounds.append(row)
         if args.json:
@@ -154,13 +159,15 @@ def to_markdown(report: Dict[str, Any]) -> str:
         f"Tier {report['tier']}; clip `{Path(report['clip']).name}`; {report['seconds']} s per measurement; "
         f"{len(report['rounds'])} interleaved rounds; load average before each round: "
         f"{', '.join(str(r['load_before']) for r in report['rounds'])}.",
+        "Steal: time the VM's CPUs waited for the host during the measurement, in % of all cores.",
         "",
-        "| what | median fps | pipeline ÷ it (median of rounds) |",
-        "|---|---|---|",
+        "| what | median fps | pipeline ÷ it (median of rounds) | steal % (each round) |",
+        "|---|---|---|---|",
     ]
     for name, fps in report["median_fps"].items():
         ratio = report["pipeline_over"].get(name)
-        lines.append(f"| {name} | {fps:.1f} | {'' if ratio is None else f'{ratio:.2f}×'} |")
+        steal = ", ".join(str(r[f"{name} steal %"]) for r in report["rounds"] if f"{name} steal %" in r)
+        lines.append(f"| {name} | {fps:.1f} | {'' if ratio is None else f'{ratio:.2f}×'} | {steal} |")
     return "\n".join(lines) + "\n"
 
 

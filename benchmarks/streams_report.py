@@ -24,11 +24,12 @@ def to_markdown(groups: Dict[str, List[Dict[str, Any]]]) -> str:
         "three were lost in a row) as a share of the due frames; CPU in % of "
         "one core (the machine has 2); peak RSS of the process, and of its largest child (the first start's "
         "INT8 quantisation) when there was one; latency p99 from the frame decoded (and from the reader starting "
-        "to decode it) to its counts updated; load = the load average before the run.",
+        "to decode it) to its counts updated; load = the load average before the run; steal = time the VM's "
+        "CPUs waited for the host during the run, in % of both cores (CPU the machine did not have).",
         "",
         "| streams | cameras | tier | total analysed fps | covered fps per camera | changes | drops % | CPU % | "
-        "peak RSS MB | decoded→counts p99 ms (read→counts) | load |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "peak RSS MB | decoded→counts p99 ms (read→counts) | load | steal % |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, runs in groups.items():
         for r in runs:
@@ -42,7 +43,7 @@ def to_markdown(groups: Dict[str, List[Dict[str, Any]]]) -> str:
             lines.append(
                 f"| {label} | {r['cameras']} | {tier} | {r['analysed_fps_total']} | {covered} | "
                 f"{r.get('tier_changes', 0)} | {r['drop_percent']} | {r['cpu_percent']} | {rss} | {p99} | "
-                f"{r['load_before']} |"
+                f"{r['load_before']} | {r.get('steal_percent', '')} |"
             )
     return "\n".join(lines) + "\n"
 

@@ -224,13 +224,13 @@ class DetectorConfig(Section):
     nms_iou: float = Field(0.45, gt=0, le=1, description="IoU above which NMS suppresses the weaker box.")
     max_batch: int = Field(4, ge=1, le=32, description="Most frames (across cameras) per inference call.")
     cpu_batch_pixels: int = Field(
-        700_000,
+        350_000,
         ge=0,
         description="On a CPU (ONNX Runtime's CPU provider), most input pixels per inference call; 0: only "
-        "max_batch limits it. One frame of a 576 input already keeps every core busy, and each further frame in "
-        "a batch only holds its activations (about 22 MB at 1024x576), so 576 runs one frame a call; the 300 "
-        "(533x300 at 16:9) and 224 inputs batch up to max_batch, which fills otherwise idle threads (8 cameras "
-        "of 720p at input 300: 42 -> 46 analysed FPS in total).",
+        "max_batch limits it. A call runs on its lane's share of the cores (cpu_lanes), where a second frame in a "
+        "batch adds little: input 300 (533x300 at 16:9) runs 2 frames a call (+6 % frames/s on 2 lanes; 4 a call "
+        "lost 5 % and quadrupled the wait), 224 runs 3, and 576 one (each further frame would only hold its "
+        "activations, about 22 MB at 1024x576).",
     )
     cpu_lanes: int = Field(
         0,

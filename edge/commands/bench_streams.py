@@ -15,6 +15,7 @@ frames skipped on purpose by the pacing are not drops.
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -22,6 +23,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+import psutil
 
 from edge.config import Config, parse_config
 from edge.device.hardware import probe
@@ -51,6 +54,9 @@ class StreamsResult:
     frame_skip: int = 1  # of the tier held at the end
     adaptive: bool = False  # the whole tier table, the controller free to step
     tier_changes: int = 0  # while measuring (after the warm-up)
+    # Time this machine's virtual CPUs waited for the host while measuring, % of all cores (0 on
+    # bare metal): CPU the device did not get, whatever the appliance did.
+    steal_percent: float = 0.0
 
     @property
     def covered_fps_per_camera(self) -> float:
@@ -132,11 +138,11 @@ def measure_streams(config: Config, seconds: float, warmup_s: float = 4.0) -> St
         _tick_for(appliance.tick, warmup_s)
         changes_before = len(appliance.tier_history)
         before = {s.camera_id: s for s in pipeline.stats()}
-        cpu0, wall0 = _cpu_s(), time.monotonic()
+        cpu0, steal0, wall0 = _cpu_s(), steal_s(), time.monotonic()
         pipeline.timer.reset(size=100_000)
         _tick_for(appliance.tick, seconds)
         after = {s.camera_id: s for s in pipeline.stats()}
-        cpu, wall = _cpu_s() - cpu0, time.monotonic() - wall0
+        cpu, steal, wall = _cpu_s() - cpu0, steal_s() - steal0, time.monotonic() - wall0
         stages = pipeline.timer.summary_ms()
         changes = len(appliance.tier_history) - changes_before
     finally:
@@ -162,6 +168,7 @@ def measure_streams(config: Config, seconds: float, warmup_s: float = 4.0) -> St
         frame_skip=appliance.parts.controller.tier.frame_skip,
         adaptive=len(appliance.parts.controller.tiers) > 1,
         tier_changes=changes,
+        steal_percent=round(100.0 * steal / wall / (os.cpu_count() or 1), 1),
     )
 
 
@@ -170,6 +177,11 @@ def _tick_for(tick: Callable[[], object], seconds: float) -> None:
     while time.monotonic() < deadline:
         tick()
         time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+
+
+def steal_s() -> float:
+    """Seconds, summed over this machine's CPUs, its virtual CPUs have waited for the host."""
+    return float(getattr(psutil.cpu_times(), "steal", 0.0))
 
 
 def _cpu_s() -> float:
