@@ -224,13 +224,13 @@ class DetectorConfig(Section):
     nms_iou: float = Field(0.45, gt=0, le=1, description="IoU above which NMS suppresses the weaker box.")
     max_batch: int = Field(4, ge=1, le=32, description="Most frames (across cameras) per inference call.")
     cpu_batch_pixels: int = Field(
-        350_000,
+        200_000,
         ge=0,
         description="On a CPU (ONNX Runtime's CPU provider), most input pixels per inference call; 0: only "
-        "max_batch limits it. A call runs on its lane's share of the cores (cpu_lanes), where a second frame in a "
-        "batch adds little: input 300 (533x300 at 16:9) runs 2 frames a call (+6 % frames/s on 2 lanes; 4 a call "
-        "lost 5 % and quadrupled the wait), 224 runs 3, and 576 one (each further frame would only hold its "
-        "activations, about 22 MB at 1024x576).",
+        "max_batch limits it. A call runs on its lane's share of the cores (cpu_lanes), where a second frame in "
+        "the same call adds nothing but its activations: input 300 (533x300 at 16:9) on 2 lanes ran 94 frames/s "
+        "at one frame a call and 91 at two, which held 10 MB more. So 300 and 576 run one frame a call and 224 "
+        "(398x224) two.",
     )
     cpu_lanes: int = Field(
         0,

@@ -200,7 +200,9 @@ def test_measurements_at_another_resolution_are_measured_anew(tmp_path: Path):
     cache = MeasurementCache(tmp_path / "tiers.json")
     assert predict_capacities([tier], lambda t: 60.0, cache, "x", size_variant((640, 360))) == [60.0]
     assert predict_capacities([tier], lambda t: 40.0, cache, "x", size_variant((1280, 720))) == [40.0]
-    assert cache.get("x", tier, "@640x360") == 60.0 and cache.get("x", tier, "@1280x720") == 40.0
+    assert cache.get("x", tier, size_variant((640, 360))) == 60.0
+    assert cache.get("x", tier, size_variant((1280, 720))) == 40.0
+    assert size_variant((1280, 720), lanes=2) != size_variant((1280, 720))  # measured on the lanes anew
 
 
 def test_a_warning_when_the_cameras_cannot_fit_at_any_tier():
@@ -216,3 +218,44 @@ def test_measure_tier_decodes_frames_at_the_cameras_resolution(tmp_path: Path):
     tier = Tier(0, SSD, "fp32", "onnxruntime", 224, 1)
     small = measure_tier(config, tier, (320, 180), frames=3)
     assert small > 0
+
+
+def test_measure_tier_decodes_the_skipped_frames_too_on_each_lane(tmp_path: Path, monkeypatch):
+    """At frame-skip 3 a reader decodes three frames per analysed one; the measurement does too,
+    on each of its lanes, each lane with its own clip reader."""
+    import edge.device.tiers as tiers_module
+
+    config = parse_config({"state_dir": str(tmp_path)})
+    calls = {"grab": 0, "read": 0, "detect": 0, "captures": 0}
+    open_clip = tiers_module._open_clip
+
+    class Counting:
+        def __init__(self, capture):
+            self._capture = capture
+            calls["captures"] += 1
+
+        def grab(self):
+            calls["grab"] += 1
+            return self._capture.grab()
+
+        def read(self):
+            calls["read"] += 1
+            return self._capture.read()
+
+        def release(self):
+            self._capture.release()
+
+    real_detect = tiers_module.detect
+
+    def counting_detect(detector, frames):
+        calls["detect"] += 1
+        return real_detect(detector, frames)
+
+    monkeypatch.setattr(tiers_module, "_open_clip", lambda video, threads: Counting(open_clip(video, threads)))
+    monkeypatch.setattr(tiers_module, "detect", counting_detect)
+    tier = Tier(0, SSD, "int8", "onnxruntime", 224, 3)
+    assert measure_tier(config, tier, (320, 180), frames=4, lanes=2) > 0
+    assert calls["captures"] == 2
+    measured = calls["detect"] - 2  # less one warm-up detection per lane
+    assert measured == 4
+    assert calls["grab"] == 2 * measured  # the two skipped frames before each analysed one

@@ -267,23 +267,27 @@ def default_cache_path(config: Config) -> Path:
 
 
 def size_variant(frame_size: Tuple[int, int], lanes: int = 1) -> str:
-    """The cache variant of measurements decoding frames of `frame_size` on `lanes` lanes."""
-    variant = f"@{frame_size[0]}x{frame_size[1]}"
-    return variant if lanes <= 1 else f"{variant}/{lanes}lanes"
+    """The cache variant of measurements decoding frames of `frame_size` on `lanes` lanes (and
+    every skipped frame too: measurements cached before they did are not reused)."""
+    return f"@{frame_size[0]}x{frame_size[1]}/{max(1, lanes)}lanes/skips-decoded"
 
 
 def measure_tier(
     config: Config, tier: Tier, frame_size: Tuple[int, int] = (1280, 720), frames: int = 20, lanes: int = 1
 ) -> float:
-    """Analysed frames per second of one tier on this device, batch 1, each frame decoded from a
-    video at the cameras' resolution `frame_size` (width, height) first: decoding a 720p frame
-    costs about as much as half an inference on a small CPU, so a capacity measured on frames
-    already in memory promises twice what the cameras get. With `lanes` > 1 that many threads
-    each decode and detect, on one detector, as the pipeline's lanes and readers do."""
+    """Analysed frames per second of one tier on this device, batch 1, each analysed frame
+    decoded from a video at the cameras' resolution `frame_size` (width, height) after the
+    tier's skipped frames, which a camera's reader decodes too (a P-frame needs the one before
+    it): decoding a 720p frame costs about as much as half an inference on a small CPU, so a
+    capacity measured on frames already in memory promises twice what the cameras get, and one
+    that left out the skipped frames held 576 skip 4 for four 720p cameras that it could not
+    keep up with. With `lanes` > 1 that many threads each decode and detect on one detector,
+    as the pipeline's readers and lanes do."""
     detector = load_tier_detector(config, tier, max_batch=1, lanes=lanes)
+    skip = max(1, tier.frame_skip)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            video = _measurement_clip(Path(tmp) / "measure.mp4", frame_size, frames + 1)
+            video = _measurement_clip(Path(tmp) / "measure.mp4", frame_size, (frames + lanes) * skip)
             captures = [_open_clip(video, config.decode.threads) for _ in range(max(1, lanes))]
             try:
                 for capture in captures:  # warm-up: first-run allocations are not the tier's speed
@@ -293,6 +297,9 @@ def measure_tier(
 
                 def lane(k: int) -> None:
                     for _ in range(share):
+                        for _ in range(skip - 1):
+                            if not captures[k].grab():  # decoded, not converted, as a reader does
+                                return
                         ok, image = captures[k].read()
                         if not ok:
                             return
