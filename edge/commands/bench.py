@@ -3,7 +3,7 @@
 - engine: each runnable tier's detector alone on 720p frames in memory (preprocess + inference
   + postprocess), batch 1: latency p50/p99 and throughput; the best tier also at batch 1, 2, 4
   and 8, and in FP32 beside INT8;
-- pipeline: each tier end to end on one 720p stream read as fast as the worker takes frames,
+- pipeline: each tier end to end on one 720p stream read as fast as the lanes take frames,
   with the tier's frame-skip applied by the reader: analysed FPS, and covered FPS *measured*
   (source frames consumed per second, analysed or skipped), and the ratio to the engine;
 - stages: one real-time 720p camera through the appliance: per-stage mean/p50/p95/p99 and the

@@ -1,12 +1,12 @@
 """How many real-time cameras this device sustains, for `video-analysis bench` and
 `benchmarks/streams.py`: N copies of one clip (and of its phase copies, `phase_copies`) played
-at its native rate as N cameras through the real appliance (readers, one inference worker,
+at its native rate as N cameras through the real appliance (readers, the inference lanes,
 tracking, analytics; no MQTT), one tier pinned (by default the tier the daemon starts from on
 this site: `site_default_tier`) or (`--adaptive`) the device's whole tier table with the
 controller free to step, each N in a fresh process so that its peak RSS is its own.
 
 A configuration is sustained when every camera is covered at the target rate (analysed fps x
-the held tier's frame-skip) with < 1 % unintended drops (due frames replaced before the worker
+the held tier's frame-skip) with < 1 % unintended drops (due frames replaced before a lane
 took them, or too late to convert) and, under `--adaptive`, no tier change while measuring;
 frames skipped on purpose by the pacing are not drops.
 

@@ -261,7 +261,7 @@ class Appliance:
         publisher.publish_state(self._state_topics.device_state, build_device_state(device))
 
     def stop_pipeline(self) -> None:
-        """Stop the sources and the worker, and close the open windows (spooled as partial
+        """Stop the sources and the lanes, and close the open windows (spooled as partial
         windows with their nominal bounds, so nothing counted is lost)."""
         if self._pipeline_stopped:
             return

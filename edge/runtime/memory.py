@@ -3,7 +3,7 @@
   that are closed again, and glibc keeps what they freed unless asked to return it: after a
   first start, ~80 MB the daemon would otherwise hold while it runs;
 - glibc gives each thread that allocates its own arena (up to 8 per core), each keeping its
-  own free memory; the appliance's threads (a reader per camera, the inference worker, the
+  own free memory; the appliance's threads (a reader per camera, the inference lanes, the
   analysis thread, ONNX Runtime's pool) need no more than two: 11-14 MB less at 4 cameras.
 Figures: benchmarks/results/memory.md.
 """

@@ -91,7 +91,7 @@ def run_daemon(config: Config, config_path: Optional[Path] = None) -> int:
             while not signals.stop.is_set() and not signals.reload.is_set():
                 signals.stop.wait(1.0)
                 if appliance.pipeline.error is not None:
-                    raise VideoAnalysisError(f"inference worker failed: {appliance.pipeline.error}")
+                    raise VideoAnalysisError(f"inference failed: {appliance.pipeline.error}")
                 if not appliance.pipeline.running:
                     log.info("every source has ended")
                     signals.stop.set()

@@ -11,20 +11,20 @@ it for real sources, and tests feed the pipeline with sources that need no video
 
 Decoding is most of a camera's cost, so a reader does as little of it as it can:
 - files and network streams are read packet by packet (edge.runtime.packet_capture, PyAV), so
-  when the worker has not taken any of SHED_AFTER_DROPS due frames in a row (the device is past
+  when the lanes have not taken any of SHED_AFTER_DROPS due frames in a row (the device is past
   what it can analyse) the reader skips undecoded to the next keyframe instead of decoding frames
   only to drop them; the skipped frames count as shed (and the due ones as dropped);
 - it knows the pipeline's pacing (`pace`: one analysed frame per `frame_skip / target_fps`
   seconds) and only `grab()`s the frames in between: the compressed stream must still be decoded
   (H.264 frames depend on each other) but a frame that will not be analysed is never converted
   to BGR nor copied (`retrieve()`);
-- a real-time file that fell behind its schedule while the worker is busy drops the late frames
+- a real-time file that fell behind its schedule while the lanes are busy drops the late frames
   before converting them (a newer one is already there), the way a live camera's frames pile up
   while the device is busy;
 - the FFmpeg decoder gets `decode_threads` threads (1 by default: frame threading adds a frame of
   latency and a set of buffers per thread, and with several cameras there is no idle core to give);
 - a camera may be read from its low-resolution sub-stream (`detect_source`), the way NVRs analyse;
-- readers run `decode.nice` below the inference worker: past what the device can analyse they
+- readers run `decode.nice` below the inference lanes: past what the device can analyse they
   decode with the CPU inference leaves, instead of taking it from frames already decoded.
 """
 
@@ -48,7 +48,7 @@ from edge.runtime.packet_capture import PacketCapture
 log = logging.getLogger(__name__)
 
 # Due frames lost in a row before a reader skips to the next keyframe. One lost frame is jitter;
-# three in a row (the worker has not taken any of them) is a device past what it can analyse.
+# three in a row (the lanes have not taken any of them) is a device past what it can analyse.
 SHED_AFTER_DROPS = 3
 # Frames a reader that hands over every frame (a file, not in real time) decodes ahead of the
 # lanes, so a lane that finishes finds its next frame decoded while another lane still infers
@@ -71,7 +71,7 @@ class SourceStats:
     frames_read: int = 0  # frames handed to the pipeline (converted)
     frames_dropped: int = 0  # due frames replaced before the pipeline took them, or too late to convert
     frames_skipped: int = 0  # frames grabbed but not converted: not due under the pacing
-    frames_shed: int = 0  # frames never decoded: skipped to the next keyframe while the worker lagged
+    frames_shed: int = 0  # frames never decoded: skipped to the next keyframe while the lanes lagged
     reconnects: int = 0
     connected: bool = False
     last_error: str = ""
@@ -241,8 +241,8 @@ class SourceReader:
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._capture: Optional[Capture] = None
-        self._drops_in_row = 0  # drops since the worker last took a frame (guarded by _condition)
-        # Set by the pipeline: wakes its worker when a frame arrives (one event for all cameras).
+        self._drops_in_row = 0  # drops since a lane last took a frame (guarded by _condition)
+        # Set by the pipeline: wakes an idle lane when a frame arrives (one event for all cameras).
         self.frame_ready: Optional[threading.Event] = None
 
     def open(self) -> None:
@@ -364,10 +364,10 @@ class SourceReader:
                     self.stats.frames_skipped += 1
                 continue
             if late and not dropped_late:
-                # Behind, and the worker has not taken the last frame yet (it is busy): this
+                # Behind, and the lanes have not taken the last frame yet (they are busy): this
                 # frame would be replaced by the next one before it is taken, so it is dropped
                 # before being converted. Never two in a row, so the frame handed over stays
-                # at most a frame old; a worker that is waiting gets every frame.
+                # at most a frame old; a lane that is waiting gets every frame.
                 with self._condition:
                     dropped_late = bool(self._frames)
                     if dropped_late:
@@ -386,7 +386,7 @@ class SourceReader:
             index += self._shed_if_overloaded()
 
     def _shed_if_overloaded(self) -> int:
-        """After SHED_AFTER_DROPS due frames in a row were lost (the worker has not taken one
+        """After SHED_AFTER_DROPS due frames in a row were lost (no lane has taken one
         meanwhile), skip undecoded to the next keyframe when the capture can: the frames up to it
         would be decoded only to be dropped. Returns the frames skipped (counted as shed, and the
         due ones among them as dropped)."""
