@@ -177,14 +177,14 @@ def test_measurement_cache_measures_once_per_device(tmp_path: Path):
 
     cache = MeasurementCache(tmp_path / "state" / "tiers.json")
     assert predict_capacities(tiers, measure, cache, "device-a") == [14.0, 14.0, 19.0]
-    # 300 skip1 and 300 skip2 are the same inference: measured once.
-    assert measured == [0, 2]
+    # 300 skip1 and 300 skip2 are each measured: a reader decodes the skipped frames too.
+    assert measured == [0, 1, 2]
     assert predict_capacities(
         tiers, measure, MeasurementCache(tmp_path / "state" / "tiers.json"), "device-a"
     ) == [14.0, 14.0, 19.0]
-    assert measured == [0, 2]
+    assert measured == [0, 1, 2]  # a restart measures nothing
     predict_capacities(tiers[:1], measure, cache, "device-b")
-    assert measured == [0, 2, 0]
+    assert measured == [0, 1, 2, 0]
 
 
 def test_corrupt_cache_measures_again(tmp_path: Path):

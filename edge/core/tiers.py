@@ -22,5 +22,5 @@ class Tier:
 
     @property
     def key(self) -> str:
-        """Identity of what the speed measurement depends on (frame-skip does not change it)."""
+        """Identity of the detector a tier runs (its frame-skip is not part of it)."""
         return f"{self.model}|{self.engine}|{self.precision}|{self.input}|dla={self.dla}"

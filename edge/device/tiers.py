@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+import av
 import cv2
 import numpy as np
 
@@ -200,15 +201,21 @@ class MeasurementCache:
         return read_json_object(self.path)
 
     def get(self, fingerprint: str, tier: Tier, variant: str = "") -> Optional[float]:
-        value = self._load().get(fingerprint, {}).get(tier.key + variant)
+        value = self._load().get(fingerprint, {}).get(_measurement_key(tier, variant))
         return float(value) if isinstance(value, (int, float)) and value > 0 else None
 
     def put(self, fingerprint: str, tier: Tier, capacity_fps: float, variant: str = "") -> None:
         """`variant` tells measurements of one tier under other conditions apart (e.g. the
         camera resolution decoded with it)."""
         data = self._load()
-        data.setdefault(fingerprint, {})[tier.key + variant] = capacity_fps
+        data.setdefault(fingerprint, {})[_measurement_key(tier, variant)] = capacity_fps
         write_json_atomic(self.path, data)
+
+
+def _measurement_key(tier: Tier, variant: str) -> str:
+    """The detector and its frame-skip: a reader decodes the skipped frames too, so each skip
+    of one detector has its own capacity."""
+    return f"{tier.key}|skip={tier.frame_skip}{variant}"
 
 
 def read_json_object(path: Path) -> Dict[str, Any]:
@@ -267,9 +274,9 @@ def default_cache_path(config: Config) -> Path:
 
 
 def size_variant(frame_size: Tuple[int, int], lanes: int = 1) -> str:
-    """The cache variant of measurements decoding frames of `frame_size` on `lanes` lanes (and
-    every skipped frame too: measurements cached before they did are not reused)."""
-    return f"@{frame_size[0]}x{frame_size[1]}/{max(1, lanes)}lanes/skips-decoded"
+    """The cache variant of measurements decoding H.264 frames of `frame_size` on `lanes` lanes
+    (measurements cached before they did are not reused)."""
+    return f"@{frame_size[0]}x{frame_size[1]}/{max(1, lanes)}lanes/h264"
 
 
 def measure_tier(
@@ -332,14 +339,22 @@ def _next_frame(capture: cv2.VideoCapture, video: Path) -> np.ndarray:
 
 
 def _measurement_clip(path: Path, frame_size: Tuple[int, int], frames: int) -> Path:
-    """A short clip of moving noise blocks at `frame_size` (compressible like a scene, not flat)."""
+    """A clip of moving noise blocks at `frame_size` (compressible like a scene, not flat),
+    H.264 at 15 FPS, about 3 Mbit/s at 720p, GOP 30, as cameras send it (PyAV's libx264; an
+    mp4v clip costs less to decode than what the cameras will cost)."""
     width, height = frame_size
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 15.0, (width, height))
     rng = np.random.default_rng(0)
-    base = cv2.resize(rng.integers(0, 255, (height // 16 + 1, width // 16 + 1, 3), dtype=np.uint8), (width, height))
-    try:
+    blocks = rng.integers(0, 255, (height // 16 + 1, width // 16 + 1, 3), dtype=np.uint8)
+    base: np.ndarray = np.asarray(cv2.resize(blocks, (width, height)), np.uint8)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=15)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.bit_rate = int(3_000_000 * width * height / (1280 * 720))
+        stream.options = {"bf": "0", "preset": "veryfast", "x264-params": "keyint=30:min-keyint=30:scenecut=0"}
         for index in range(frames):
-            writer.write(np.roll(base, index * 8, axis=1))
-    finally:
-        writer.release()
+            frame = av.VideoFrame.from_ndarray(np.roll(base, index * 8, axis=1), format="bgr24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
     return path
