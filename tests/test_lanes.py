@@ -146,6 +146,21 @@ def test_a_lane_beyond_the_detectors_lanes_waits() -> None:
     assert analyser.indices == list(range(20))
 
 
+def test_busy_time_counts_lanes_that_run_at_once_once() -> None:
+    """The controller's capacity is frames per busy second: two lanes each busy for a second
+    analysed two seconds' worth of frames in that one second."""
+    config = parse_config({"cameras": [{"id": "cam", "source": "fake.mp4", "target_fps": 10}]})
+    wiring = [(config.cameras[0], FastSource("cam", 10.0), _Recorder())]
+    two = Pipeline(wiring, FixedDetector(lanes=2))
+    one = Pipeline(wiring, FixedDetector(lanes=1))
+    for pipeline in (two, one):
+        for _ in range(2):
+            pipeline.timer.add("inference", 0.9)
+            pipeline.timer.add("preprocess", 0.1)
+    assert two.busy_s() == pytest.approx(1.0)
+    assert one.busy_s() == pytest.approx(2.0)
+
+
 @pytest.fixture(scope="module")
 def ssd_model():
     return load_manifest()["ssdlite-mobilenetv2-pedestrian"]

@@ -171,7 +171,7 @@ class Appliance:
         cameras = self.pipeline.stats()
         down = self._watch_sources(cameras)
         processed = sum(stats.processed for stats in cameras)
-        busy = sum(self.pipeline.timer.total_s(stage) for stage in ("preprocess", "inference", "postprocess"))
+        busy = self.pipeline.busy_s()
         active_target = sum(camera.target_fps for camera in self.parts.config.cameras if camera.id not in down)
         change = self.parts.controller.update(
             processed,

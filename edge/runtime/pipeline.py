@@ -37,6 +37,7 @@ from edge.runtime.sources import Frame, FrameSource
 log = logging.getLogger(__name__)
 
 STAGES = ("decode", "preprocess", "inference", "postprocess", "analysis")
+DETECTION_STAGES = ("preprocess", "inference", "postprocess")  # a lane's share of a frame
 # Not stages: from the reader starting to read (decode) a frame, and from the decoded frame being
 # handed over, to its counts being updated.
 LATENCY = "read_to_counts"
@@ -326,6 +327,14 @@ class Pipeline:
             return False
         self._finish_analysis()
         return True
+
+    def busy_s(self) -> float:
+        """Seconds the model has been busy detecting, as the controller's capacity (frames per
+        busy second) needs them: the lanes' detection seconds over the lanes that run at once,
+        since two lanes busy for one second each analyse two seconds' worth of frames in it."""
+        with self._lock:
+            lanes = max(1, min(self.lanes, self._settings.detector.lanes))
+        return sum(self.timer.total_s(stage) for stage in DETECTION_STAGES) / lanes
 
     @property
     def running(self) -> bool:
