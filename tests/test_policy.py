@@ -27,6 +27,15 @@ def test_starts_at_the_best_tier_predicted_to_hold_the_target():
     assert controller([1.0, 1.0, 1.0, 1.0]).level == 3
 
 
+def test_a_tier_that_only_just_holds_the_target_is_passed_over_at_start():
+    # 300/skip1 predicts 11: it holds 10 but not 10 x 1.2 headroom; 300/skip2 covers 22.
+    started = controller([11.0, 11.0, 19.0, 33.0])
+    assert started.level == 1 and "headroom" in started.start_change.reason
+    # No tier has the headroom: the best that holds the target, as before.
+    assert controller([10.5, 5.2, 2.0, 2.0]).level == 0
+    assert controller([11.0, 11.0], policy=PolicyConfig(headroom=1.0)).level == 0
+
+
 def test_effective_fps_counts_frame_skip():
     clock = SimClock()
     ctl = controller([8.0, 8.0, 19.0, 33.0], clock=clock)

@@ -167,13 +167,24 @@ class AdaptiveController:
         return self.predicted_fps[level] * load * self.tiers[level].frame_skip
 
     def _start_level(self) -> int:
-        for level in range(len(self.tiers)):
-            if self._effective_capacity(level) >= self.target_fps:
-                return level
+        """The best tier predicted to hold the target with the step-up's headroom (starting is a
+        step up from nothing: the capacities are measured without tracking and the other
+        cameras' readers, so a tier that only just fits drops frames); else the best predicted
+        to hold the target; else the cheapest."""
+        for needed in (self.target_fps * self.config.headroom, self.target_fps):
+            for level in range(len(self.tiers)):
+                if self._effective_capacity(level) >= needed:
+                    return level
         return len(self.tiers) - 1
 
     def _start_reason(self) -> str:
         predicted = self._effective_capacity(self.level)
+        with_headroom = self.target_fps * self.config.headroom
+        if predicted >= with_headroom:
+            return (
+                f"best tier predicted to hold the target with headroom: {predicted:.1f} >= "
+                f"{self.target_fps:.1f} x {self.config.headroom:g} fps"
+            )
         if predicted >= self.target_fps:
             return f"best tier predicted to hold the target: {predicted:.1f} >= {self.target_fps:.1f} fps"
         return f"no tier predicted to hold {self.target_fps:.1f} fps; cheapest tier predicts {predicted:.1f}"
