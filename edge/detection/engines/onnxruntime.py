@@ -106,10 +106,10 @@ class OnnxRuntimeEngine:
 
     Lanes (CPU provider only): ONNX Runtime's `run` may be called from several threads at once
     on one session (weights shared, activations per call). Two calls on one intra-op thread each
-    analyse more frames than one call on two threads: the threads of one call meet at every
-    layer, and an idle core woken for each of them costs more than the layer (2-core VM,
-    SSDLite at 533x300: 86 against 66 frames/s, and p99 27 against 51 ms at 15 frames/s;
-    benchmarks/results/lanes.md). GPU providers run one call at a time."""
+    analyse more frames than one call on two threads, whose threads meet at every layer (2-core
+    VM, SSDLite at 533x300: 83-88 against 46-62 frames/s); one frame alone then takes a thread,
+    not both (at 15 calls/s: 25-27 against 20-21 ms p50; benchmarks/results/lanes.md). GPU
+    providers run one call at a time."""
 
     def __init__(
         self, request: EngineRequest, providers: Optional[Sequence[str]] = None, threads: Optional[int] = None
