@@ -142,6 +142,10 @@ def run_demo(args: argparse.Namespace) -> int:
 
     (out / "broker").mkdir(exist_ok=True)
     store_path = out / "aggregator.sqlite"
+    for stale in out.glob(f"{store_path.name}*"):  # with its -wal/-shm files
+        # This run's aggregator stores this run only: its totals are compared with this run's
+        # counts (a second demo in the same folder reported twice what it counted).
+        stale.unlink()
     with private_broker(out / "broker") as port, local_server(port, store_path) as server:
         print(f"  broker: mosquitto on 127.0.0.1:{port}", flush=True)
         assert server.http is not None
