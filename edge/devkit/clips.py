@@ -1,7 +1,6 @@
 """Clips like a real camera's, for benchmarks: the synthetic plaza scene rendered at 640x360,
-1280x720 or 1920x1080, H.264 at 15 FPS, 0.8/3/6 Mbit/s, GOP 30, no B-frames, encoded with PyAV's
-libx264 (OpenCV's writer has no H.264 encoder in the PyPI wheel, and mp4v costs less to decode
-than what cameras send).
+1280x720 or 1920x1080, H.264 at 15 FPS, 0.8/3/6 Mbit/s, GOP 30, no B-frames
+(edge.device.h264).
 
 Real cameras' keyframes fall at unrelated moments, while N copies of one clip started together
 would reach a keyframe at the same instant: `phases` K also writes K - 1 copies whose keyframes
@@ -12,8 +11,7 @@ out to the cameras in turn (edge.commands.bench_streams.phase_copies).
 from pathlib import Path
 from typing import Dict, Iterable, Tuple
 
-import av
-
+from edge.device.h264 import write_h264
 from edge.devkit.synthetic import render, standard_scenes
 
 SIZES: Dict[str, Tuple[int, int, int]] = {  # name: width, height, bit rate
@@ -28,21 +26,8 @@ GOP = 30
 def write_clip(path: Path, width: int, height: int, bit_rate: int, seconds: float = 24.0, phase: int = 0) -> Path:
     """`phase` > 0: an extra keyframe at that frame, from which the GOP of 30 continues."""
     scene = standard_scenes(width, height, FPS)[1]
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.bit_rate = bit_rate
-        stream.gop_size = GOP
-        stream.options = {"bf": "0", "preset": "veryfast", "x264-params": f"keyint={GOP}:min-keyint={GOP}:scenecut=0"}
-        for index in range(int(seconds * FPS)):
-            frame = av.VideoFrame.from_ndarray(render(scene, index), format="bgr24")
-            if phase and index == phase:
-                frame.pict_type = av.video.frame.PictureType.I
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    frames = (render(scene, index) for index in range(int(seconds * FPS)))
+    return write_h264(path, frames, width, height, FPS, bit_rate, GOP, keyframe_at=phase)
 
 
 def make_clips(
