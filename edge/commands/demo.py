@@ -30,6 +30,7 @@ from edge.commands.overlay import overlay_with_geometry
 from edge.config import Config, parse_config
 from edge.core.errors import ConfigError
 from edge.core.policy import TierChange
+from edge.detection.pictures import as_bgr
 from edge.devkit.synthetic import Scene, ground_truth, standard_scenes, write_scene
 from edge.runtime.analysis import ClosedWindow
 from edge.runtime.appliance import build_appliance
@@ -248,7 +249,7 @@ def _summary(
         heatmap_png = out / f"heatmap-{camera.id}.png"
         if last_frame is not None:
             grid = camera_totals.heatmap if camera_totals.heatmap is not None else np.zeros((1, 1))
-            cv2.imwrite(str(heatmap_png), overlay_with_geometry(last_frame, grid, camera))
+            cv2.imwrite(str(heatmap_png), overlay_with_geometry(as_bgr(last_frame), grid, camera))
         cameras[camera.id] = {
             "scene": scene.name,
             "counted": counted,

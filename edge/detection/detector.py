@@ -11,6 +11,7 @@ from edge.core.errors import ModelError
 from edge.detection.engines.base import Engine, PreparedBatch
 from edge.detection.families.base import ModelFamily
 from edge.detection.manifest import ModelSpec
+from edge.detection.pictures import Image
 
 
 class FamilyDetector:
@@ -42,7 +43,7 @@ class FamilyDetector:
             ) from None
         self.family.check_outputs(outputs, str(self.artifact))
 
-    def preprocess(self, frames: Sequence[np.ndarray]) -> PreparedBatch:
+    def preprocess(self, frames: Sequence[Image]) -> PreparedBatch:
         if not 0 < len(frames) <= self.max_batch:
             raise ValueError(f"batch of {len(frames)} frames; this detector takes 1..{self.max_batch}")
         return self.family.preprocess(frames, self.engine.input_dtype)

@@ -22,6 +22,7 @@ from edge.core.analytics import CameraAnalytics, ClosedWindows, LineSpec, Window
 from edge.core.detections import Detections
 from edge.core.tracking import ByteTracker, TrackerParams
 from edge.delivery.live_state import CameraLiveState
+from edge.detection.pictures import Image
 from edge.runtime.clock import StampClock
 from edge.runtime.pipeline import WindowStatus
 from edge.runtime.sources import Frame
@@ -60,7 +61,7 @@ class CameraAnalysis:
         self.sinks = list(sinks)
         # The newest analysed frame (snapshots, the demo's heatmap picture); replaced as a
         # whole, so a reader on another thread sees one frame or the next.
-        self.last_frame: Optional[np.ndarray] = None
+        self.last_frame: Optional[Image] = None  # converted to BGR only for a snapshot
         # Source index of the newest analysed frame: how much of a file has played, frame-skip
         # included (the demo's ground truth).
         self.last_index: Optional[int] = None

@@ -24,6 +24,7 @@ from edge.core.tiers import Tier
 from edge.delivery.publisher import Publisher
 from edge.delivery.spool import Spool, SpoolError
 from edge.detection.engines import Detector
+from edge.detection.pictures import as_bgr
 from edge.device.hardware import HardwareProfile, read_memory_percent, read_temperature_c
 from edge.device.tiers import TierSelection
 from edge.runtime.analysis import CameraAnalysis, ClosedWindow
@@ -226,7 +227,7 @@ class Appliance:
         for camera_id, analysis in self.parts.analyses.items():
             frame = analysis.last_frame
             if frame is not None and publisher.snapshot_due(camera_id):
-                jpeg = snapshot_jpeg(frame, self._privacy[camera_id], analysis.last_people)
+                jpeg = snapshot_jpeg(as_bgr(frame), self._privacy[camera_id], analysis.last_people)
                 if jpeg is not None:
                     publisher.publish_snapshot(camera_id, jpeg)
 

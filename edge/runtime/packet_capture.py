@@ -21,6 +21,8 @@ import av
 import cv2
 import numpy as np
 
+from edge.detection.pictures import I420Picture, Image
+
 log = logging.getLogger(__name__)
 
 _NETWORK_OPTIONS = {"rtsp_transport": "tcp"}  # UDP loses packets under load: grey, smeared frames
@@ -101,6 +103,15 @@ class PacketCapture:
         if frame.format.name == "yuv420p":
             return True, cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2BGR_I420)
         return True, frame.to_ndarray(format="bgr24")
+
+    def retrieve_picture(self) -> Optional[Image]:
+        """The grabbed frame left in the decoder's I420 layout (an `I420Picture`: converted only
+        if and when it is analysed), or BGR when the stream has another pixel format."""
+        frame = self._frame
+        if frame is None or frame.format.name != "yuv420p" or frame.width % 2 or frame.height % 2:
+            return self.retrieve()[1]
+        self._frame = None
+        return I420Picture(frame.to_ndarray())
 
     def read(self) -> Tuple[bool, Optional[np.ndarray]]:
         return self.retrieve() if self.grab() else (False, None)

@@ -32,6 +32,7 @@ import numpy as np
 
 from edge.config import CameraConfig
 from edge.detection.engines.base import Detections, Detector
+from edge.detection.pictures import Image
 from edge.runtime.sources import Frame, FrameSource
 
 log = logging.getLogger(__name__)
@@ -519,7 +520,7 @@ class Pipeline:
         with self._counters:
             self.batches += 1
 
-    def _detect(self, detector: Detector, images: List[np.ndarray]) -> List[Detections]:
+    def _detect(self, detector: Detector, images: List[Image]) -> List[Detections]:
         t0 = time.perf_counter()
         prepared = detector.preprocess(images)
         t1 = time.perf_counter()

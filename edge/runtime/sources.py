@@ -43,6 +43,7 @@ import numpy as np
 
 from edge.config import mask_urls
 from edge.core.errors import SourceError
+from edge.detection.pictures import Image
 from edge.runtime.packet_capture import PacketCapture
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class Frame:
     camera_id: str
     index: int  # frame number in the source since it was opened
     timestamp: float  # UNIX seconds the frame stands for (media time for files)
-    image: np.ndarray  # BGR uint8
+    image: Image  # BGR uint8, or an I420 picture converted when a consumer asks (as_bgr)
     decode_s: float = 0.0  # time the reader spent decoding it
     read_at: float = 0.0  # time.perf_counter() when the reader started reading it (latency)
 
@@ -377,8 +378,8 @@ class SourceReader:
                     index += self._shed_if_overloaded()
                     continue
             dropped_late = False
-            ok, image = self._capture.retrieve()
-            if not ok or image is None:
+            image = retrieve_image(self._capture)
+            if image is None:
                 continue
             self._last_due = timestamp
             decode_s = time.perf_counter() - decode_start
@@ -401,6 +402,15 @@ class SourceReader:
             self.stats.frames_dropped += int(round(skipped * due_share))
             self._drops_in_row = 0
         return skipped
+
+
+def retrieve_image(capture: Capture) -> Optional[Image]:
+    """The grabbed frame: kept undecoded to BGR when the capture can (`PacketCapture`), so only
+    the frames the lanes take are ever converted, and straight to the detector's input size."""
+    if isinstance(capture, PacketCapture):
+        return capture.retrieve_picture()
+    ok, image = capture.retrieve()
+    return image if ok else None
 
 
 def lower_thread_priority(increment: int) -> None:

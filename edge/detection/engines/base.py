@@ -17,6 +17,7 @@ import numpy as np
 from edge.core.detections import Detections
 from edge.detection.int8.sets import CalibrationFrame
 from edge.detection.manifest import ModelSpec
+from edge.detection.pictures import Image
 
 
 def physical_cores() -> int:
@@ -116,7 +117,7 @@ class Detector(Protocol):
     fallback_reasons: Mapping[str, str]  # precision -> why it was not used
     artifact: Path  # the file that runs (ONNX model or engine plan)
 
-    def preprocess(self, frames: Sequence[np.ndarray]) -> PreparedBatch: ...
+    def preprocess(self, frames: Sequence[Image]) -> PreparedBatch: ...
 
     def infer(self, batch: PreparedBatch) -> List[np.ndarray]: ...
 
@@ -125,7 +126,7 @@ class Detector(Protocol):
     def close(self) -> None: ...
 
 
-def detect(detector: Detector, frames: Sequence[np.ndarray]) -> List[Detections]:
+def detect(detector: Detector, frames: Sequence[Image]) -> List[Detections]:
     """Run the three stages on a batch no larger than `detector.max_batch`."""
     batch = detector.preprocess(frames)
     return detector.postprocess(detector.infer(batch), batch)

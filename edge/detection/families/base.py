@@ -11,6 +11,7 @@ import numpy as np
 from edge.core.detections import Detections
 from edge.detection.engines.base import PreparedBatch
 from edge.detection.nms import MAX_DETECTIONS, nms
+from edge.detection.pictures import Image
 
 Size = Tuple[int, int]  # (width, height)
 
@@ -30,11 +31,11 @@ class ModelFamily(Protocol):
 
     input_size: Size  # (width, height) the model sees
 
-    def tensor(self, frames: Sequence[np.ndarray], dtype: Optional[type] = None) -> np.ndarray:
-        """BGR frames -> the input tensor (also what calibration feeds an INT8 build)."""
+    def tensor(self, frames: Sequence[Image], dtype: Optional[type] = None) -> np.ndarray:
+        """Frames -> the input tensor (also what calibration feeds an INT8 build)."""
         ...
 
-    def preprocess(self, frames: Sequence[np.ndarray], dtype: Optional[type] = None) -> PreparedBatch: ...
+    def preprocess(self, frames: Sequence[Image], dtype: Optional[type] = None) -> PreparedBatch: ...
 
     def output_order(self, names: Sequence[str], where: str) -> List[int]:
         """Indices of the graph's outputs in the order `decode` takes them; ModelError naming
@@ -48,7 +49,7 @@ class ModelFamily(Protocol):
     def decode(self, outputs: List[np.ndarray], batch: PreparedBatch) -> List[Detections]: ...
 
 
-def frame_sizes(frames: Sequence[np.ndarray]) -> List[Size]:
+def frame_sizes(frames: Sequence[Image]) -> List[Size]:
     return [(int(frame.shape[1]), int(frame.shape[0])) for frame in frames]
 
 

@@ -18,7 +18,6 @@ Scores of degenerate predictor layers (the phantom box, ssd_anchors.usable_ancho
 
 from typing import List, Mapping, Optional, Sequence, cast
 
-import cv2
 import numpy as np
 
 from edge.core.detections import Detections
@@ -35,6 +34,7 @@ from edge.detection.families.base import (
 from edge.detection.families.ssd_anchors import ssd_anchors, usable_anchors
 from edge.detection.manifest import ModelSpec
 from edge.detection.nms import nms
+from edge.detection.pictures import Image, resized_rgb
 
 SSD_BOX_CODER_SCALES = (10.0, 10.0, 5.0, 5.0)  # ty, tx, th, tw (TF Object Detection API default)
 # With a coarse pass, the main pass keeps the boxes below this height in its own input pixels and
@@ -51,14 +51,13 @@ def aspect_input(frame_size: Size, shorter: int) -> Size:
     return shorter, int(round(shorter * height / width))
 
 
-def preprocess_ssd(frames: Sequence[np.ndarray], size: Size) -> np.ndarray:
-    """BGR frames -> one contiguous uint8 NHWC RGB batch, each frame plainly resized to `size`
-    (width, height) as the SSD model was trained."""
+def preprocess_ssd(frames: Sequence[Image], size: Size) -> np.ndarray:
+    """Frames -> one contiguous uint8 NHWC RGB batch, each frame plainly resized to `size`
+    (width, height) as the SSD model was trained (an I420 picture straight from its planes)."""
     width, height = size
     batch = np.empty((len(frames), height, width, 3), np.uint8)
     for index, frame in enumerate(frames):
-        resized = cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR)
-        cv2.cvtColor(resized, cv2.COLOR_BGR2RGB, dst=batch[index])
+        resized_rgb(frame, (width, height), out=batch[index])
     return batch
 
 
@@ -107,9 +106,7 @@ def postprocess_ssd(
     if box_encodings.ndim == 4:  # (B, N, 1, 4), the uncut TF layout
         box_encodings = box_encodings[:, :, 0, :]
     if box_encodings.shape[1] != len(anchors):
-        raise ValueError(
-            f"model predicts {box_encodings.shape[1]} boxes but there are {len(anchors)} anchors"
-        )
+        raise ValueError(f"model predicts {box_encodings.shape[1]} boxes but there are {len(anchors)} anchors")
     results = []
     for index, frame_size in enumerate(frame_sizes):
         scores = sigmoid(class_logits[index, :, 1:] / np.float32(logit_scale))
@@ -166,7 +163,7 @@ class SsdFamily:
         self.declared_outputs = cast(Mapping[str, str], model.extras.get("outputs", {}))
         self.anchors = model_anchors(model, self.input_size)
 
-    def tensor(self, frames: Sequence[np.ndarray], dtype: Optional[type] = None) -> np.ndarray:
+    def tensor(self, frames: Sequence[Image], dtype: Optional[type] = None) -> np.ndarray:
         return preprocess_ssd(frames, self.input_size)  # the graph takes uint8 whatever the engine
 
     def _size(self, frame_size: Size, shorter: int) -> Size:
@@ -184,7 +181,7 @@ class SsdFamily:
         fitting = [size for size in self.model.supported_inputs if size <= shorter]
         return max(fitting) if fitting else tier
 
-    def preprocess(self, frames: Sequence[np.ndarray], dtype: Optional[type] = None) -> PreparedBatch:
+    def preprocess(self, frames: Sequence[Image], dtype: Optional[type] = None) -> PreparedBatch:
         # With keep_aspect the first frame sets the batch's input; a frame of another aspect in
         # the same batch is resized to it, as every frame is without keep_aspect.
         sizes = frame_sizes(frames)

@@ -20,6 +20,7 @@ from edge.detection.families.base import (
     keep_best,
 )
 from edge.detection.manifest import ModelSpec
+from edge.detection.pictures import Image, as_bgr
 
 YOLO_PAD_VALUE = 114  # Ultralytics' letterbox grey
 
@@ -51,9 +52,9 @@ def undo_letterbox(boxes: np.ndarray, letterbox: Letterbox) -> np.ndarray:
 
 
 def preprocess_yolo(
-    frames: Sequence[np.ndarray], size: Size, dtype: type = np.float32
+    frames: Sequence[Image], size: Size, dtype: type = np.float32
 ) -> Tuple[np.ndarray, List[Letterbox]]:
-    """BGR frames -> one contiguous float NCHW RGB 0..1 batch, each frame letterboxed into `size`
+    """Frames -> one contiguous float NCHW RGB 0..1 batch, each frame letterboxed into `size`
     (width, height) with grey padding, plus the letterbox of each frame."""
     width, height = size
     canvas = np.full((len(frames), height, width, 3), YOLO_PAD_VALUE, np.uint8)
@@ -64,7 +65,7 @@ def preprocess_yolo(
         new_w, new_h = int(round(frame_w * box.scale)), int(round(frame_h * box.scale))
         x, y = int(box.pad_x), int(box.pad_y)
         canvas[index, y : y + new_h, x : x + new_w] = cv2.resize(
-            frame, (new_w, new_h), interpolation=cv2.INTER_LINEAR
+            as_bgr(frame), (new_w, new_h), interpolation=cv2.INTER_LINEAR
         )
         letterboxes.append(box)
     tensor: np.ndarray = np.ascontiguousarray(canvas[..., ::-1].transpose(0, 3, 1, 2), dtype=dtype)
@@ -109,10 +110,10 @@ class YoloFamily:
         self.input_size: Size = (int(options.input_size[0]), int(options.input_size[1]))
         self.settings = PostprocessSettings(options.score_threshold, options.nms_iou)
 
-    def tensor(self, frames: Sequence[np.ndarray], dtype: Optional[type] = None) -> np.ndarray:
+    def tensor(self, frames: Sequence[Image], dtype: Optional[type] = None) -> np.ndarray:
         return preprocess_yolo(frames, self.input_size, dtype or np.float32)[0]
 
-    def preprocess(self, frames: Sequence[np.ndarray], dtype: Optional[type] = None) -> PreparedBatch:
+    def preprocess(self, frames: Sequence[Image], dtype: Optional[type] = None) -> PreparedBatch:
         tensor, letterboxes = preprocess_yolo(frames, self.input_size, dtype or np.float32)
         return PreparedBatch(tensor, frame_sizes(frames), {"letterboxes": letterboxes})
 
