@@ -50,7 +50,7 @@ def test_bad_ground_truth_exits_2_naming_file_and_line(tmp_path, capsys, line, m
 def test_missing_video_exits_4(tmp_path, capsys):
     gt = write_mot(tmp_path / "gt.txt", [(1, 1, 0, 0, 5, 5, 1)])
     assert main(["evaluate", str(tmp_path / "none.avi"), "--gt", str(gt)]) == 4
-    assert "none.avi: no such file" in capsys.readouterr().err
+    assert "none.avi: no such video file" in capsys.readouterr().err
 
 
 def test_bad_line_exits_2(tmp_path, capsys):
@@ -134,7 +134,7 @@ def test_evaluate_on_a_synthetic_scene(synthetic, tmp_path, capsys):
     # The detector finds these people (tests/test_counting_accuracy.py counts them exactly).
     summary = report["summary"]
     assert summary["recall@0.3"] > 0.8 and summary["precision@0.3"] > 0.9
-    assert summary["crossing_recall"] == 1.0 and summary["invented"] == 0
+    assert summary["crossing_recall"] == 1.0 and summary["invented"] == 0, report
     assert summary["mota"] > 0.5
     assert report["analysed"] == scene.frame_count
     assert (tmp_path / "pictures" / "detections.png").stat().st_size > 0

@@ -37,7 +37,9 @@ from edge.core.errors import ConfigError, SourceError
 from edge.core.tracking import ByteTracker, Track, TrackerParams
 from edge.detection.engines import Detector, detect
 from edge.detection.factory import load_tier_detector
+from edge.detection.pictures import Image, as_bgr
 from edge.devkit.mot import GroundTruth, match_frame, read_mot, true_crossings
+from edge.runtime.sources import Capture, open_capture, retrieve_image
 
 log = logging.getLogger(__name__)
 
@@ -190,25 +192,23 @@ def config_lines(config: Config) -> List[LineSpec]:
     return [LineSpec(line.id, line.points[0], line.points[1]) for line in config.cameras[0].lines]
 
 
-def open_video(path: Path) -> Tuple[cv2.VideoCapture, float, Tuple[int, int]]:
-    """An opened capture, its frame rate and frame size; SourceError when it cannot be read."""
-    if not path.is_file():
-        raise SourceError(f"{path}: no such file")
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        raise SourceError(f"{path}: not a video that OpenCV can decode")
+def open_video(path: Path) -> Tuple[Capture, float, Tuple[int, int]]:
+    """An opened capture, its frame rate and frame size; SourceError when it cannot be read.
+    The capture is the one `run` reads files with, so what is scored is what the daemon sees
+    (I420 pictures resized straight to the detector's input)."""
+    capture = open_capture(str(path), decode_threads=1)
     fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
     size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
     return capture, fps if fps > 0 else 10.0, size
 
 
-def video_frames(capture: cv2.VideoCapture, limit: Optional[int]) -> Iterator[np.ndarray]:
+def video_frames(capture: Capture, limit: Optional[int]) -> Iterator[Image]:
     """The capture's frames in order, the first `limit` only when given; released after."""
     try:
         count = 0
-        while limit is None or count < limit:
-            ok, image = capture.read()
-            if not ok:
+        while (limit is None or count < limit) and capture.grab():
+            image = retrieve_image(capture)
+            if image is None:
                 return
             yield image
             count += 1
@@ -244,9 +244,7 @@ def _tracking_score(
             max_iou=0.5,
         )
         accumulator.update(frame.ids[counted].tolist(), [ids[i] for i in keep], distances, frameid=index)
-    metrics = motmetrics.metrics.create().compute(
-        accumulator, metrics=["mota", "idf1", "num_switches"], name="eval"
-    )
+    metrics = motmetrics.metrics.create().compute(accumulator, metrics=["mota", "idf1", "num_switches"], name="eval")
     people = truth.identities()
     return (
         TrackingScore(
@@ -288,7 +286,7 @@ def _windows(
 
 
 def evaluate(
-    frames: Iterator[np.ndarray],
+    frames: Iterator[Image],
     fps: float,
     frame_size: Tuple[int, int],
     truth: GroundTruth,
@@ -354,7 +352,7 @@ def evaluate(
             len(confirmed) - len(match_frame(track_boxes, frame_truth, 0.5).ignored) - frame_truth.people()
         )
         if samples is not None and sample_every and len(analysed) % sample_every == 1:
-            samples.append(SampledFrame(index, image.copy(), people))
+            samples.append(SampledFrame(index, as_bgr(image).copy(), people))
     if not analysed:
         raise SourceError(f"{video or 'video'}: no frames to evaluate")
     end = (analysed[-1] + frame_skip) / fps

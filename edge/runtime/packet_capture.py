@@ -58,6 +58,8 @@ class PacketCapture:
             return float(self._stream.codec_context.width)
         if prop == cv2.CAP_PROP_FRAME_HEIGHT:
             return float(self._stream.codec_context.height)
+        if prop == cv2.CAP_PROP_FRAME_COUNT:  # as the container states it; 0 when it does not
+            return float(self._stream.frames or 0)
         if prop == cv2.CAP_PROP_N_THREADS:
             return float(self._stream.thread_count)
         return 0.0
