@@ -16,8 +16,11 @@ Decoding is most of a camera's cost, so a reader does as little of it as it can:
   only to drop them; the skipped frames count as shed (and the due ones as dropped);
 - it knows the pipeline's pacing (`pace`: one analysed frame per `frame_skip / target_fps`
   seconds) and only `grab()`s the frames in between: the compressed stream must still be decoded
-  (H.264 frames depend on each other) but a frame that will not be analysed is never converted
-  to BGR nor copied (`retrieve()`);
+  (H.264 frames depend on each other) but a frame that will not be analysed is never copied
+  (`retrieve()`);
+- a frame is handed over in the decoder's I420 layout (`edge.detection.pictures`), converted by
+  the lane that takes it, straight to the detector's input size, so a frame replaced before a
+  lane took it costs no conversion at all;
 - a real-time file that fell behind its schedule while the lanes are busy drops the late frames
   before converting them (a newer one is already there), the way a live camera's frames pile up
   while the device is busy;
