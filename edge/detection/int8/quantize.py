@@ -5,7 +5,8 @@ execution provider reads as explicit quantisation), unsigned 8-bit activations w
 per-channel weights (U8S8: the VNNI / dot-product fast path), MinMax calibration. On the default
 model they gave agreement mAP@0.5 1.0 with FP32 on the held-out frames (benchmarks/results/).
 The model is first run through `quant_pre_process` (shape inference + graph optimisation), as
-ONNX Runtime recommends.
+ONNX Runtime recommends, and the quantised model's input normalisation is then folded into its
+first convolution (`input_fold`, ~5 % less inference; `fold_input`).
 
 The result is cached under `<cache dir>/quantized/`, named by the sha256 of (model sha256,
 calibration set hash, onnxruntime version, input size, settings): the same inputs never
@@ -44,11 +45,13 @@ class QuantizeSettings:
     weight_type: str = "QInt8"
     calibrate_method: str = "MinMax"
     nodes_to_exclude: Tuple[str, ...] = ()  # nodes kept in float (e.g. an exact input prefix)
+    fold_input: bool = True  # the input normalisation folded into the first conv (input_fold.py)
 
     @property
     def tag(self) -> str:
         channel = "pc" if self.per_channel else "pt"
-        return f"qdq-{self.activation_type}-{self.weight_type}-{channel}-{self.calibrate_method}".lower()
+        fold = "-foldin" if self.fold_input else ""
+        return f"qdq-{self.activation_type}-{self.weight_type}-{channel}-{self.calibrate_method}{fold}".lower()
 
 
 @dataclass(frozen=True)
@@ -182,7 +185,21 @@ def quantize_model(
             calibrate_method=getattr(CalibrationMethod, settings.calibrate_method),
             nodes_to_exclude=list(settings.nodes_to_exclude) or None,
         )
+        if settings.fold_input:
+            _fold_input(quantized)
         os.replace(quantized, target)
+
+
+def _fold_input(path: Path) -> None:
+    import onnx
+
+    from edge.detection.int8.input_fold import fold_input_normalisation
+
+    model = onnx.load(str(path))
+    if fold_input_normalisation(model):
+        onnx.save(model, str(path))
+    else:
+        log.info("%s: input normalisation left unfolded (not a chain this can fold)", path.name)
 
 
 if __name__ == "__main__":
