@@ -38,11 +38,12 @@ def main() -> None:
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--clip", type=Path, required=True)
     parser.add_argument("--size", default="533x300", help="input WxH")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--frames", type=int, default=120)
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
-    tensors = [preprocess_ssd([frame], (width, height)) for frame in read_all_frames(str(args.clip), limit=60)]
+    tensors = [preprocess_ssd([frame], (width, height)) for frame in read_all_frames(str(args.clip), limit=args.frames)]
     model = onnx.load(str(args.model))
     if not fold_input_normalisation(model):
         raise SystemExit(f"{args.model}: no input chain to fold")
@@ -70,7 +71,7 @@ def main() -> None:
     lines = [
         "# INT8 input normalisation folded into the first convolution",
         "",
-        f"`benchmarks/input_fold.py`, model `{args.model.name}`, input {width}x{height}, 60 frames of "
+        f"`benchmarks/input_fold.py`, model `{args.model.name}`, input {width}x{height}, {len(tensors)} frames of "
         f"`{args.clip.name}`, one intra-op thread, {args.rounds} interleaved rounds. Largest output "
         f"difference over 10 frames: {max(differences):.3f} (raw box encodings and logits).",
         "",

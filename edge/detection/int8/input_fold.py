@@ -9,9 +9,10 @@ of -offset / scale (127.5 for 2/255 and -1, rounded to 128), and the half step t
 is put back into the convolution's int32 bias (scale x sum of the kernel's int8 weights, exactly,
 in bias units). ONNX Runtime then fuses the convolution with its input as before.
 
-Measured on SSDLite at 533x300, one intra-op thread: 22.5/22.4/20.9 ms -> 21.6/20.9/19.7 ms per
-frame (about 5 %: the chain cost ~1 ms). The folded input is exact where the chain rounded each
-pixel to the nearest quantisation step (half a step either way, by parity).
+On SSDLite at 533x300 (one intra-op thread) the folded steps were 0.8 of 22.4 ms per frame in
+ONNX Runtime's profile, and folded runs about 3 % faster (benchmarks/results/input_fold.md; this
+VM's rounds move by 15 %). The folded input is exact where the chain rounded each pixel to the
+nearest quantisation step (half a step either way, by parity).
 
 A graph whose input does not run through such a chain (a single consumer at each step: Transpose,
 Cast, Mul/Add by a scalar constant, QuantizeLinear/DequantizeLinear, ending in the quantised input

@@ -6,7 +6,7 @@ per-channel weights (U8S8: the VNNI / dot-product fast path), MinMax calibration
 model they gave agreement mAP@0.5 1.0 with FP32 on the held-out frames (benchmarks/results/).
 The model is first run through `quant_pre_process` (shape inference + graph optimisation), as
 ONNX Runtime recommends, and the quantised model's input normalisation is then folded into its
-first convolution (`input_fold`, ~5 % less inference; `fold_input`).
+first convolution (`input_fold`, ~3 % less inference; `fold_input`).
 
 The result is cached under `<cache dir>/quantized/`, named by the sha256 of (model sha256,
 calibration set hash, onnxruntime version, input size, settings): the same inputs never
