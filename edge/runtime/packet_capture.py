@@ -21,7 +21,7 @@ import av
 import cv2
 import numpy as np
 
-from edge.detection.pictures import I420Picture, Image
+from edge.detection.pictures import I420Picture, Image, as_bgr
 
 log = logging.getLogger(__name__)
 
@@ -98,22 +98,23 @@ class PacketCapture:
             return False
 
     def retrieve(self) -> Tuple[bool, Optional[np.ndarray]]:
-        """The grabbed frame as BGR (OpenCV converts I420 faster than PyAV's swscale here)."""
-        frame, self._frame = self._frame, None
-        if frame is None:
-            return False, None
-        if frame.format.name == "yuv420p":
-            return True, cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2BGR_I420)
-        return True, frame.to_ndarray(format="bgr24")
+        """The grabbed frame as BGR."""
+        image = self.retrieve_picture()
+        return (False, None) if image is None else (True, as_bgr(image))
 
     def retrieve_picture(self) -> Optional[Image]:
         """The grabbed frame left in the decoder's I420 layout (an `I420Picture`: converted only
-        if and when it is analysed), or BGR when the stream has another pixel format."""
-        frame = self._frame
-        if frame is None or frame.format.name != "yuv420p" or frame.width % 2 or frame.height % 2:
-            return self.retrieve()[1]
-        self._frame = None
-        return I420Picture(frame.to_ndarray())
+        if and when it is analysed), or BGR when its sides are odd or the stream has another
+        pixel format (OpenCV converts I420 faster than PyAV's swscale here)."""
+        frame, self._frame = self._frame, None
+        if frame is None:
+            return None
+        if frame.format.name != "yuv420p":
+            return frame.to_ndarray(format="bgr24")
+        planes = frame.to_ndarray()
+        if frame.width % 2 or frame.height % 2:
+            return cv2.cvtColor(planes, cv2.COLOR_YUV2BGR_I420)
+        return I420Picture(planes)
 
     def read(self) -> Tuple[bool, Optional[np.ndarray]]:
         return self.retrieve() if self.grab() else (False, None)
