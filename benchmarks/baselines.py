@@ -7,6 +7,9 @@ interleaved rounds (medians and the median of each round's ratios):
   (what one writes first with the same model);
 - raw engine: the detector alone on frames already in memory, one call at a time on every core
   and (the ceiling of the pipeline's lanes) one call per lane at once;
+- decode only: the daemon's reader path (packets decoded, frames kept in I420) on one thread;
+  with the lanes' figure it gives the most frames per second the cores can both decode and
+  infer ("ceiling": cores / (cores / lanes fps + 1 / decode fps), computed per round);
 - Ultralytics `track()` with YOLOv8n at 320 and 640 and YOLO11n at 320, run by
   `benchmarks/baselines_ultralytics.py` in its own venv (`--ultralytics-python`), with
   Ultralytics' default torch threads and with one per core.
@@ -28,6 +31,7 @@ from typing import Any, Callable, Dict, List
 
 import cv2
 import numpy as np
+import yaml
 
 from edge.commands.bench import measure_engine, measure_pipeline
 from edge.commands.bench_streams import steal_s
@@ -38,10 +42,12 @@ from edge.detection.factory import load_tier_detector, pipeline_lanes
 from edge.device.hardware import probe
 from edge.device.tiers import tier_from_config, tiers_for_platform
 from edge.runtime.analysis import CameraAnalysis
-from edge.runtime.sources import Frame, read_all_frames
+from edge.runtime.sources import Frame, open_capture, read_all_frames, retrieve_image
 
 HERE = Path(__file__).resolve().parent
 CORES = os.cpu_count() or 1
+DECODE_ONLY = "decode only, 1 thread"
+CEILING = "ceiling: lanes + decoding"
 ULTRALYTICS = [("yolov8n.yaml", 320, 0), ("yolov8n.yaml", 640, 0), ("yolo11n.yaml", 320, 0), ("yolov8n.yaml", 320, 2)]
 
 
@@ -72,6 +78,28 @@ def naive_loop(config: Config, tier: Tier, clip: Path, seconds: float) -> float:
         detector.close()
 
 
+def decode_only(clip: Path, seconds: float) -> float:
+    """Frames per second one thread decodes the way a reader does, looping the clip."""
+    capture = open_capture(str(clip), decode_threads=1)
+    frames = 0
+    started = time.perf_counter()
+    try:
+        while time.perf_counter() - started < seconds:
+            if not capture.grab():
+                capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                continue
+            if retrieve_image(capture) is not None:
+                frames += 1
+    finally:
+        capture.release()
+    return frames / (time.perf_counter() - started)
+
+
+def ceiling(row: Dict[str, float], lanes_run: str) -> float:
+    """Most frames per second the cores can decode and infer, from one round's two figures."""
+    return CORES / (CORES / row[lanes_run] + 1.0 / row[DECODE_ONLY])
+
+
 def lanes_engine(config: Config, tier: Tier, frames: List[np.ndarray], seconds: float, lanes: int) -> float:
     return measure_engine(config, tier, frames, seconds, lanes=lanes)["fps"]
 
@@ -93,14 +121,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--tier", type=int, default=0, help="index in this device's tier table (0: the default)")
+    parser.add_argument("--engine", help="run the tier on this engine instead (e.g. openvino)")
+    parser.add_argument("--config", type=Path, help="a config file whose settings the runs take (e.g. decode)")
+    parser.add_argument("--only", nargs="+", help="measure only these runs (names as in the report)")
     parser.add_argument("--ultralytics-python")
     parser.add_argument("--state-dir", type=Path, default=Path(tempfile.gettempdir()) / "va-streams-state")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args()
-    config = parse_config({"state_dir": str(args.state_dir)})
+    settings = yaml.safe_load(args.config.read_text()) if args.config else {}
+    config = parse_config({**settings, "state_dir": str(args.state_dir)})
     _, tiers = tiers_for_platform(config.policy, probe().platform)
     tier = tier_from_config(args.tier, tiers[args.tier])
+    if args.engine:
+        tier = replace(tier, engine=args.engine)
     fp32 = replace(tier, precision="fp32")
     frames = read_all_frames(str(args.clip), limit=60)
     runs: Dict[str, Callable[[], float]] = {
@@ -110,12 +144,16 @@ def main() -> None:
         "raw engine": lambda: measure_engine(config, tier, frames, args.seconds)["fps"],
     }
     lanes = pipeline_lanes(config)
+    lanes_run = f"raw engine, {lanes} lanes" if lanes > 1 else "raw engine"
     if lanes > 1:  # the ceiling of the pipeline's lanes: that many calls at once
-        runs[f"raw engine, {lanes} lanes"] = lambda: lanes_engine(config, tier, frames, args.seconds, lanes)
+        runs[lanes_run] = lambda: lanes_engine(config, tier, frames, args.seconds, lanes)
+    runs[DECODE_ONLY] = lambda: decode_only(args.clip, args.seconds)
     if args.ultralytics_python:
         for model, imgsz, threads in ULTRALYTICS:
             name = f"Ultralytics track() {model.split('.')[0]} @{imgsz}" + (f" {threads} threads" if threads else "")
             runs[name] = _ultralytics_run(args.ultralytics_python, args.clip, model, imgsz, threads)
+    if args.only:
+        runs = {name: run for name, run in runs.items() if name in args.only}
     rounds: List[Dict[str, float]] = []
     for number in range(1, args.rounds + 1):
         row: Dict[str, float] = {"load_before": round(os.getloadavg()[0], 2)}
@@ -125,6 +163,8 @@ def main() -> None:
             started = time.monotonic()
             row[name] = round(run(), 2)
             row[f"{name} steal %"] = round(100 * (steal_s() - steal) / (time.monotonic() - started) / CORES, 1)
+        if lanes_run in row and DECODE_ONLY in row:
+            row[CEILING] = round(ceiling(row, lanes_run), 2)
         print(json.dumps(row), flush=True)
         rounds.append(row)
         if args.json:
@@ -140,8 +180,13 @@ def main() -> None:
 def _report(
     tier: Tier, args: argparse.Namespace, rounds: List[Dict[str, float]], runs: Dict[str, Any]
 ) -> Dict[str, Any]:
-    medians = {name: float(np.median([r[name] for r in rounds])) for name in runs}
-    ratios = {name: float(np.median([r["pipeline"] / r[name] for r in rounds])) for name in runs if name != "pipeline"}
+    names = [*runs, *([CEILING] if all(CEILING in r for r in rounds) else [])]
+    medians = {name: float(np.median([r[name] for r in rounds])) for name in names}
+    ratios = {
+        name: float(np.median([r["pipeline"] / r[name] for r in rounds]))
+        for name in names
+        if name != "pipeline" and all("pipeline" in r for r in rounds)
+    }
     return {
         "tier": tier.name,
         "clip": str(args.clip),
@@ -159,7 +204,9 @@ def to_markdown(report: Dict[str, Any]) -> str:
         f"Tier {report['tier']}; clip `{Path(report['clip']).name}`; {report['seconds']} s per measurement; "
         f"{len(report['rounds'])} interleaved rounds; load average before each round: "
         f"{', '.join(str(r['load_before']) for r in report['rounds'])}.",
-        "Steal: time the VM's CPUs waited for the host during the measurement, in % of all cores.",
+        "Steal: time the VM's CPUs waited for the host during the measurement, in % of all cores. "
+        f"`{CEILING}` is computed per round from the lanes' and the decoder's figures "
+        "(cores / (cores / lanes fps + 1 / decode fps)): what the cores could do if they did nothing else.",
         "",
         "| what | median fps | pipeline ÷ it (median of rounds) | steal % (each round) |",
         "|---|---|---|---|",

@@ -209,3 +209,40 @@ def test_a_network_stream_is_read_packet_by_packet(tmp_path: Path) -> None:
         server.server_close()
     assert frame is not None and frame.image.shape == (96, 160, 3)
     assert reader.stats.frames_read >= 1
+
+
+def test_skip_deblocking_reaches_the_h264_decoder(tmp_path: Path) -> None:
+    # A low-bitrate H.264 clip of a moving smooth pattern: its decoder's deblocking filter
+    # smooths the block edges coarse quantisation leaves, so the same frames decoded without it
+    # differ (and are as many).
+    import numpy as np
+
+    from edge.detection.pictures import as_bgr
+    from edge.device.h264 import write_h264
+    from edge.runtime.sources import retrieve_image
+
+    rows, columns = np.mgrid[0:144, 0:256]
+    texture = np.dstack([(128 + 100 * np.sin(columns / 9.0) * np.cos(rows / 7.0)).astype(np.uint8)] * 3)
+    frames = [np.roll(texture, 4 * index, axis=1) for index in range(10)]
+    clip = write_h264(tmp_path / "texture.mp4", frames, 256, 144, 10, bit_rate=60_000, gop=10)
+
+    def decoded(skip: bool) -> "list[np.ndarray]":
+        capture = open_capture(str(clip), decode_threads=1, skip_deblocking=skip)
+        images = []
+        while capture.grab():
+            image = retrieve_image(capture)
+            assert image is not None
+            images.append(as_bgr(image).astype(np.int16))
+        capture.release()
+        return images
+
+    deblocked, blocky = decoded(False), decoded(True)
+    assert len(deblocked) == len(blocky) == 10
+    assert all(np.abs(a - b).mean() > 0.5 for a, b in zip(deblocked, blocky))
+
+    # Deblocking smooths the 8-pixel block edges: without it they stand out more.
+    def edge_step(image: np.ndarray) -> float:
+        columns = np.abs(np.diff(image.mean(axis=2), axis=1))
+        return float(columns[:, 7::8].mean() / columns.mean())
+
+    assert np.mean([edge_step(b) for b in blocky]) > np.mean([edge_step(d) for d in deblocked])

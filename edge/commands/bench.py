@@ -118,7 +118,12 @@ def measure_pipeline(config: Config, tier: Tier, video: Path, seconds: float) ->
     ).cameras[0]
     analysis = CameraAnalysis(config, camera, sinks=[])
     reader = SourceReader(
-        camera.id, camera.source_url(), realtime=False, loop=True, decode_threads=config.decode.threads
+        camera.id,
+        camera.source_url(),
+        realtime=False,
+        loop=True,
+        decode_threads=config.decode.threads,
+        skip_deblocking=config.decode.skip_deblocking,
     )
     detector = load_tier_detector(config, tier, max_batch=1, lanes=pipeline_lanes(config))
     pipeline = Pipeline([(camera, reader, analysis)], detector, frame_skip=tier.frame_skip)

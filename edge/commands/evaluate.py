@@ -192,11 +192,11 @@ def config_lines(config: Config) -> List[LineSpec]:
     return [LineSpec(line.id, line.points[0], line.points[1]) for line in config.cameras[0].lines]
 
 
-def open_video(path: Path) -> Tuple[Capture, float, Tuple[int, int]]:
+def open_video(path: Path, skip_deblocking: bool = False) -> Tuple[Capture, float, Tuple[int, int]]:
     """An opened capture, its frame rate and frame size; SourceError when it cannot be read.
     The capture is the one `run` reads files with, so what is scored is what the daemon sees
-    (I420 pictures resized straight to the detector's input)."""
-    capture = open_capture(str(path), decode_threads=1)
+    (I420 pictures resized straight to the detector's input; config.decode.skip_deblocking)."""
+    capture = open_capture(str(path), decode_threads=1, skip_deblocking=skip_deblocking)
     fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
     size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
     return capture, fps if fps > 0 else 10.0, size
@@ -501,7 +501,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     tier = choose_tier(config, args.tier, args.platform)
     lines = [parse_line(text) for text in args.line] or config_lines(config)
     truth = read_mot(Path(args.gt))
-    capture, fps, frame_size = open_video(Path(args.video))
+    capture, fps, frame_size = open_video(Path(args.video), config.decode.skip_deblocking)
     detector = load_tier_detector(config, tier, max_batch=1)
     index = 0 if args.tier is None else args.tier
     tier_name = f"{args.platform}[{index}] {tier.model}@{tier.input} {tier.precision} skip{tier.frame_skip}"

@@ -215,6 +215,7 @@ def build_appliance(
             clock=steady,
             decode_threads=config.decode.threads,
             nice=config.decode.nice,
+            skip_deblocking=config.decode.skip_deblocking,
         )
         wiring.append((camera, source, analyses[camera.id]))
     max_batch = min(config.detector.max_batch, len(config.cameras))

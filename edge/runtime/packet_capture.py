@@ -26,6 +26,9 @@ from edge.detection.pictures import I420Picture, Image, as_bgr
 log = logging.getLogger(__name__)
 
 _NETWORK_OPTIONS = {"rtsp_transport": "tcp"}  # UDP loses packets under load: grey, smeared frames
+# FFmpeg's in-loop deblocking filter off (H.264, HEVC): a fifth less decoding CPU per frame
+# (720p plaza clip: 5.8 -> 4.6 ms), block edges left in (DecodeConfig.skip_deblocking).
+_SKIP_DEBLOCKING = {"skip_loop_filter": "all"}
 _TIMEOUT_S = (5.0, 5.0)  # opening, reading
 
 
@@ -33,7 +36,9 @@ class PacketCapture:
     """One video stream opened with PyAV. Raises OSError (PyAV's errors are OSErrors) or
     ValueError when the source cannot be opened or has no video stream."""
 
-    def __init__(self, source: str, decode_threads: int = 1, network: bool = False) -> None:
+    def __init__(
+        self, source: str, decode_threads: int = 1, network: bool = False, skip_deblocking: bool = False
+    ) -> None:
         options: Dict[str, str] = dict(_NETWORK_OPTIONS) if network else {}
         self._container: Any = av.open(source, options=options, timeout=_TIMEOUT_S if network else None)
         try:
@@ -43,6 +48,8 @@ class PacketCapture:
             if decode_threads > 0:
                 self._stream.thread_count = decode_threads
             self._stream.thread_type = "SLICE"  # frame threading adds a frame of latency per thread
+            if skip_deblocking:
+                self._stream.codec_context.options = dict(_SKIP_DEBLOCKING)
         except BaseException:
             self._container.close()
             raise

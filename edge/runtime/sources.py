@@ -151,17 +151,18 @@ class Capture(Protocol):
     def release(self) -> None: ...
 
 
-def open_capture(source: str, decode_threads: int = 0) -> Capture:
+def open_capture(source: str, decode_threads: int = 0, skip_deblocking: bool = False) -> Capture:
     """Open a source; raises SourceError when it cannot be opened. Files and network streams
     are read packet by packet (`PacketCapture`), cameras and GStreamer pipelines by OpenCV.
-    `decode_threads`: FFmpeg decoder threads for files and network streams (0: FFmpeg's choice)."""
+    `decode_threads`: FFmpeg decoder threads for files and network streams (0: FFmpeg's choice);
+    `skip_deblocking`: their decoder leaves out the in-loop deblocking filter."""
     kind = classify(source)
     if kind == "file":
         path = Path(source[len("file://") :] if source.startswith("file://") else source)
         if not path.is_file():
             raise SourceError(f"{path}: no such video file")
         try:
-            packets = PacketCapture(str(path), decode_threads)
+            packets = PacketCapture(str(path), decode_threads, skip_deblocking=skip_deblocking)
         except (OSError, ValueError) as exc:
             raise SourceError(f"{path}: not a readable video ({exc})") from None
         if not packets.grab():
@@ -171,7 +172,7 @@ def open_capture(source: str, decode_threads: int = 0) -> Capture:
         return packets
     if kind == "rtsp":
         try:
-            return PacketCapture(source, decode_threads, network=True)
+            return PacketCapture(source, decode_threads, network=True, skip_deblocking=skip_deblocking)
         except (OSError, ValueError):
             raise SourceError(f"{redact(source)}: cannot open rtsp source") from None
     if kind in ("csi", "gstreamer"):
@@ -223,6 +224,7 @@ class SourceReader:
         max_backoff_s: float = 30.0,
         decode_threads: int = 1,
         nice: int = 0,
+        skip_deblocking: bool = False,
     ) -> None:
         self.camera_id = camera_id
         self.source = source
@@ -235,6 +237,7 @@ class SourceReader:
         self._clock = clock
         self._max_backoff_s = max_backoff_s
         self._decode_threads = decode_threads
+        self._skip_deblocking = skip_deblocking
         self._nice = nice
         self._interval_s = 0.0  # pacing set by the pipeline (a float: written and read whole)
         self._last_due: Optional[float] = None  # timestamp of the last frame handed over (reader only)
@@ -251,7 +254,7 @@ class SourceReader:
 
     def open(self) -> None:
         """Open now so a bad source fails fast with a SourceError."""
-        self._capture = open_capture(self.source, self._decode_threads)
+        self._capture = open_capture(self.source, self._decode_threads, self._skip_deblocking)
         self.fps = float(self._capture.get(cv2.CAP_PROP_FPS) or 0.0)
         if not (0 < self.fps < 240):
             self.fps = 25.0
