@@ -74,12 +74,27 @@ def series(work: Work, calls: int, interval_s: float) -> Dict[str, float]:
     }
 
 
+def windows(work: Work, seconds: float, window_s: float = 10.0) -> List[float]:
+    """Median ms of the work per `window_s` window, calls back to back for `seconds`: how the
+    machine's speed itself moves from minute to minute."""
+    medians: List[float] = []
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        window_start = time.monotonic()
+        times = []
+        while time.monotonic() - window_start < window_s:
+            times.append(work.timed() * 1000.0)
+        medians.append(round(float(np.median(times)), 2))
+    return medians
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work-ms", type=float, default=13.0, help="median of one call, roughly")
     parser.add_argument("--calls", type=int, default=900)
     parser.add_argument("--paced-fps", type=float, default=15.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sustained-s", type=float, default=150.0, help="back to back, medians per 10 s")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args()
@@ -92,7 +107,15 @@ def main() -> None:
             row = {"round": number, "mode": mode, **series(work, args.calls, interval)}
             print(json.dumps(row), flush=True)
             rows.append(row)
-    report = {"work_ms": args.work_ms, "calls": args.calls, "paced_fps": args.paced_fps, "rows": rows}
+    print(f"back to back for {args.sustained_s:.0f} s", flush=True)
+    sustained = windows(work, args.sustained_s)
+    report = {
+        "work_ms": args.work_ms,
+        "calls": args.calls,
+        "paced_fps": args.paced_fps,
+        "rows": rows,
+        "sustained_window_medians_ms": sustained,
+    }
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
     if args.markdown:
@@ -112,6 +135,12 @@ def main() -> None:
                 f"| {row['round']} | {row['mode']} | {row['p50_ms']} | {row['p95_ms']} | {row['p99_ms']} | "
                 f"{row['max_ms']} | {row['p99_over_p50']} | {row['steal_percent']} |"
             )
+        lines += [
+            "",
+            f"The same work back to back for {args.sustained_s:.0f} s, median of each 10 s window (ms): "
+            f"{', '.join(str(v) for v in sustained)} (slowest / fastest window "
+            f"{max(sustained) / min(sustained):.2f}).",
+        ]
         args.markdown.write_text("\n".join(lines) + "\n")
 
 
