@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--bitrates", type=int, nargs="+", default=[1_000_000, 400_000])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--keep", type=Path, help="keep the re-encoded PETS09 videos here (pets-BITRATE.mp4)")
     args = parser.parse_args()
     timing: Dict[str, List[float]] = {"deblocked": [], "skipped": []}
     for number in range(args.rounds):
@@ -74,9 +75,11 @@ def main() -> None:
     height, width = frames[0].shape[:2]
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
+        videos = args.keep or work
+        videos.mkdir(parents=True, exist_ok=True)
         for bitrate in args.bitrates:
             print(f"PETS09 at {bitrate // 1000} kbit/s", flush=True)
-            video = write_h264(work / f"pets-{bitrate}.mp4", frames, width, height, 10, bitrate, gop=20)
+            video = write_h264(videos / f"pets-{bitrate}.mp4", frames, width, height, 10, bitrate, gop=20)
             for skip in (False, True):
                 scores = evaluate(video, args.gt, args.frames, skip, work)
                 scenes.append({"bitrate": bitrate, "skip_deblocking": skip, **scores})

@@ -272,7 +272,13 @@ class TrackerConfig(Section):
     match_iou: float = Field(
         0.8, gt=0, le=1, description="Largest IoU distance (1 - IoU) accepted for a match in the first stage."
     )
-    buffer_s: float = Field(1.0, gt=0, description="Seconds a lost track is kept for re-association.")
+    buffer_s: float = Field(
+        2.0,
+        gt=0,
+        description="Seconds a lost track is kept for re-association: long enough for a person to walk out from "
+        "behind another (PETS09 S2.L1, three decodings, skips 1-3: 2 s against 1 s gave 1-5 more of 58 crossings "
+        "and fewer ids; benchmarks/results/tracker_buffer.md).",
+    )
     min_hits: int = Field(2, ge=1, description="Matched frames before a track is confirmed (counted).")
     coast_s: float = Field(
         0.2,

@@ -79,7 +79,7 @@ class TrackerParams:
     low_threshold: float = 0.1
     new_track_threshold: float = 0.6
     match_iou: float = 0.8  # largest IoU distance (1 - IoU, score-fused) of a first-stage match
-    buffer_s: float = 1.0
+    buffer_s: float = 2.0
     min_hits: int = 2
     coast_s: float = 0.2
 
