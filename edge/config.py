@@ -420,7 +420,7 @@ def _default_tiers() -> Dict[str, List[TierConfig]]:
         return TierConfig(model=ssd, precision="int8", engine="onnxruntime", input=size, frame_skip=skip, dla=False)
 
     # The SSD sees people of 25-45 px at their own size only at the frame's native scale: on
-    # PETS09 S2.L1 (768x576) input 576 (aspect kept) counts 54 of 58 crossings, 300 counts 50, 416
+    # PETS09 S2.L1 (768x576) input 576 (aspect kept) counts 55 of 58 crossings, 300 counts 53, 416
     # counts 40 (benchmarks/results/real_scene.md). Input 576 is the default; under load the CPU
     # tiers step down by frame-skip, then to 300, whose cost per frame at 720p is a fifth of
     # 576's (with its coarse pass): the multi-camera tiers. Every tier here keeps >= 80 % of the
