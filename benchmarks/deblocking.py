@@ -19,7 +19,7 @@ from typing import Dict, List
 import numpy as np
 
 from edge.device.h264 import write_h264
-from edge.runtime.packet_capture import PacketCapture
+from edge.device.packet_capture import PacketCapture
 from edge.runtime.sources import read_all_frames
 
 # The development lines of ../shared/eval/pets09-s2l1/README.md.

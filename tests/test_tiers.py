@@ -226,7 +226,7 @@ def test_measure_tier_decodes_the_skipped_frames_too_on_each_lane(tmp_path: Path
     import edge.device.tiers as tiers_module
 
     config = parse_config({"state_dir": str(tmp_path)})
-    calls = {"grab": 0, "read": 0, "detect": 0, "captures": 0}
+    calls = {"grab": 0, "retrieve": 0, "detect": 0, "captures": 0}
     open_clip = tiers_module._open_clip
 
     class Counting:
@@ -238,9 +238,9 @@ def test_measure_tier_decodes_the_skipped_frames_too_on_each_lane(tmp_path: Path
             calls["grab"] += 1
             return self._capture.grab()
 
-        def read(self):
-            calls["read"] += 1
-            return self._capture.read()
+        def retrieve_picture(self):
+            calls["retrieve"] += 1
+            return self._capture.retrieve_picture()
 
         def release(self):
             self._capture.release()
@@ -258,4 +258,6 @@ def test_measure_tier_decodes_the_skipped_frames_too_on_each_lane(tmp_path: Path
     assert calls["captures"] == 2
     measured = calls["detect"] - 2  # less one warm-up detection per lane
     assert measured == 4
-    assert calls["grab"] == 2 * measured  # the two skipped frames before each analysed one
+    # Three frames decoded per analysed one (the two skipped frames are never converted).
+    assert calls["grab"] == 2 + 3 * measured
+    assert calls["retrieve"] == 2 + measured

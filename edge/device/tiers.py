@@ -30,8 +30,10 @@ from edge.detection.atomic_file import atomic_write
 from edge.detection.engines import detect, engine_names, engine_plugin
 from edge.detection.factory import load_tier_detector
 from edge.detection.manifest import DEFAULT_MODELS_DIR, ModelSpec, load_manifest
+from edge.detection.pictures import Image
 from edge.device.h264 import write_h264
 from edge.device.hardware import HardwareProfile
+from edge.device.packet_capture import PacketCapture
 
 log = logging.getLogger(__name__)
 
@@ -276,7 +278,7 @@ def default_cache_path(config: Config) -> Path:
 def size_variant(frame_size: Tuple[int, int], lanes: int = 1) -> str:
     """The cache variant of measurements decoding H.264 frames of `frame_size` on `lanes` lanes
     (measurements cached before they did are not reused)."""
-    return f"@{frame_size[0]}x{frame_size[1]}/{max(1, lanes)}lanes/h264"
+    return f"@{frame_size[0]}x{frame_size[1]}/{max(1, lanes)}lanes/h264-i420"
 
 
 def measure_tier(
@@ -307,8 +309,8 @@ def measure_tier(
                         for _ in range(skip - 1):
                             if not captures[k].grab():  # decoded, not converted, as a reader does
                                 return
-                        ok, image = captures[k].read()
-                        if not ok:
+                        image = captures[k].retrieve_picture() if captures[k].grab() else None
+                        if image is None:
                             return
                         detect(detector, [image])
                         counts[k] += 1
@@ -327,14 +329,16 @@ def measure_tier(
         detector.close()
 
 
-def _open_clip(video: Path, threads: int) -> cv2.VideoCapture:
-    return cv2.VideoCapture(str(video), cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, threads])
+def _open_clip(video: Path, threads: int) -> PacketCapture:
+    """The clip read as a camera's reader reads it: packets decoded by PyAV, each analysed frame
+    handed over in I420 and resized straight to the detector's input."""
+    return PacketCapture(str(video), threads)
 
 
-def _next_frame(capture: cv2.VideoCapture, video: Path) -> np.ndarray:
-    ok, image = capture.read()
-    if not ok:
-        raise RuntimeError(f"{video}: OpenCV cannot decode the clip it just wrote")
+def _next_frame(capture: PacketCapture, video: Path) -> Image:
+    image = capture.retrieve_picture() if capture.grab() else None
+    if image is None:
+        raise RuntimeError(f"{video}: cannot decode the clip just written")
     return image
 
 

@@ -10,7 +10,7 @@ The pipeline depends on the `FrameSource` protocol, not on OpenCV: `SourceReader
 it for real sources, and tests feed the pipeline with sources that need no video file.
 
 Decoding is most of a camera's cost, so a reader does as little of it as it can:
-- files and network streams are read packet by packet (edge.runtime.packet_capture, PyAV), so
+- files and network streams are read packet by packet (edge.device.packet_capture, PyAV), so
   when the lanes have not taken any of SHED_AFTER_DROPS due frames in a row (the device is past
   what it can analyse) the reader skips undecoded to the next keyframe instead of decoding frames
   only to drop them; the skipped frames count as shed (and the due ones as dropped);
@@ -47,7 +47,7 @@ import numpy as np
 from edge.config import mask_urls
 from edge.core.errors import SourceError
 from edge.detection.pictures import Image
-from edge.runtime.packet_capture import PacketCapture
+from edge.device.packet_capture import PacketCapture
 
 log = logging.getLogger(__name__)
 
