@@ -309,7 +309,7 @@ def measure_tier(
                         for _ in range(skip - 1):
                             if not captures[k].grab():  # decoded, not converted, as a reader does
                                 return
-                        image = captures[k].retrieve_picture() if captures[k].grab() else None
+                        image = _read_picture(captures[k])
                         if image is None:
                             return
                         detect(detector, [image])
@@ -335,8 +335,13 @@ def _open_clip(video: Path, threads: int) -> PacketCapture:
     return PacketCapture(str(video), threads)
 
 
+def _read_picture(capture: PacketCapture) -> Optional[Image]:
+    """The next frame, as the lanes get it from a reader; None at the end of the clip."""
+    return capture.retrieve_picture() if capture.grab() else None
+
+
 def _next_frame(capture: PacketCapture, video: Path) -> Image:
-    image = capture.retrieve_picture() if capture.grab() else None
+    image = _read_picture(capture)
     if image is None:
         raise RuntimeError(f"{video}: cannot decode the clip just written")
     return image
